@@ -1,3 +1,7 @@
-"""The SSL Module (user forward bound to a LightningModule), optimizers, schedules, backbones, TeacherStudentWrapper."""
+"""The SSL Module and its companions.
+
+A user forward bound to a LightningModule, optimizers and schedules, backbones and the
+TeacherStudentWrapper.
+"""
 
 __version__ = "0.1.0"
