@@ -1,6 +1,62 @@
-"""Command-line entry point of ``ssl-train`` (being built, see issue 7)."""
+"""Command-line entry point: ``ssl-train [overrides...]`` (Hydra, ``version_base="1.3"``).
+
+Examples:
+    ssl-train                                   # SimCLR, embedded Fashion-MNIST, small ResNet
+    ssl-train method=byol trainer.max_epochs=20
+    ssl-train -m method=simclr,vicreg           # Hydra multirun sweep
+    ssl-train --config-name examples/simclr_spt # a stable-pretraining style config
+    ssl-train resume=outputs/2025-01-01/12-00-00
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
 
 
-def main() -> None:
-    """Run the training app."""
-    raise SystemExit("ssl-train is not implemented yet (issue 7).")
+def _task(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from ssl_train.config import ConfigError
+    from ssl_train.run import run
+
+    hydra_cfg = HydraConfig.get()
+    choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
+    try:
+        result = run(
+            cfg,
+            run_dir=hydra_cfg.runtime.output_dir,
+            overrides=list(hydra_cfg.overrides.task),
+            choices=choices,
+        )
+    except ConfigError as err:
+        raise SystemExit(f"ssl-train: configuration error: {err}") from None
+    except Exception as err:
+        from ssl_data import DatasetUnavailableError
+
+        if isinstance(err, DatasetUnavailableError):
+            raise SystemExit(f"ssl-train: {err}") from None
+        raise
+    if result is None:
+        return None
+    # The returned value is what Hydra sweepers optimise: the probe accuracy when there is one.
+    for key in ("val/probe_top1", "val/knn_top1"):
+        if key in result.metrics:
+            return result.metrics[key]
+    return None
+
+
+_hydra_main = hydra.main(config_path="conf", config_name="config", version_base="1.3")(_task)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the training app (``ssl-train``); ``argv`` replaces ``sys.argv[1:]`` when given."""
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

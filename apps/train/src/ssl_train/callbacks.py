@@ -1,0 +1,235 @@
+"""The app's own Lightning callbacks: resumable state, checkpoints, throughput, history."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Checkpoint
+
+
+class RNGStateCallback(pl.Callback):
+    """Save and restore the torch (CPU and CUDA), numpy and python RNG states in checkpoints.
+
+    The states are those of the process that writes the checkpoint (rank 0 under DDP); a resumed
+    run continues the random streams exactly where the checkpoint left them.
+    """
+
+    @property
+    def state_key(self) -> str:
+        """Checkpoint key."""
+        return "RNGState"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the current RNG states."""
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore RNG states saved by :meth:`state_dict`."""
+        torch.set_rng_state(state_dict["torch"])
+        np.random.set_state(state_dict["numpy"])
+        random.setstate(state_dict["python"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class LoaderStateCallback(pl.Callback):
+    """Make mid-epoch resumes continue with the batches not trained on yet.
+
+    Counts the training batches consumed in the current epoch (consumed means trained on, not
+    merely prefetched) and stores ``{"epoch", "consumed"}`` in checkpoints. On resume, before the
+    restarted epoch iterates its loader, it tells the loader (anything with ``skip_next(n)``, such
+    as :class:`ssl_train.data.InMemoryLoader`) to skip the batches already consumed; the loader's
+    order is a function of ``(seed, epoch)``, so the remaining batches are exactly those an
+    uninterrupted run would have seen.
+    """
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.consumed = 0
+        self._pending: dict[str, int] | None = None
+
+    @property
+    def state_key(self) -> str:
+        """Checkpoint key."""
+        return "LoaderState"
+
+    def state_dict(self) -> dict[str, int]:
+        """Return the position in the current epoch."""
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Remember the position to restore at the start of the restarted epoch."""
+        self._pending = dict(state_dict)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Reset the count, or apply a restored position to the loader."""
+        self.epoch = trainer.current_epoch
+        pending, self._pending = self._pending, None
+        if pending is not None and pending["epoch"] == self.epoch and pending["consumed"] > 0:
+            self.consumed = pending["consumed"]
+            loaders = trainer.train_dataloader
+            flat = loaders.values() if isinstance(loaders, dict) else (
+                loaders if isinstance(loaders, list | tuple) else [loaders]
+            )
+            for loader in flat:
+                if hasattr(loader, "skip_next"):
+                    loader.skip_next(self.consumed)
+        else:
+            self.consumed = 0
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Count a consumed batch."""
+        self.consumed += 1
+
+
+class LastCheckpoint(Checkpoint):
+    """Write ``last.ckpt`` every ``every_n_steps`` optimiser steps and at every epoch end.
+
+    Lightning writes checkpoints through an fsspec transaction (a temporary file renamed into
+    place), so a process killed while saving leaves the previous ``last.ckpt`` intact.
+
+    Args:
+        path: Where to write the checkpoint.
+        every_n_steps: Step interval (``None`` or 0: only at epoch ends).
+    """
+
+    def __init__(self, path: str | Path, every_n_steps: int | None = None) -> None:
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps or 0
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Save every ``every_n_steps`` steps (not on the last batch: the epoch end saves)."""
+        step = trainer.global_step
+        if self.every_n_steps and step % self.every_n_steps == 0 and not trainer.is_last_batch:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save at the end of every epoch (after validation)."""
+        trainer.save_checkpoint(self.path)
+
+
+class ThroughputMonitor(pl.Callback):
+    """Measure training throughput in source images per second (views not counted twice).
+
+    Logs ``perf/images_per_s`` to the progress bar every step; :attr:`images_per_s` is the
+    average over all timed steps (the first step of each fit, which includes warm-up, is left
+    out when there are others).
+    """
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.seconds = 0.0
+        self.views = 0
+        self._start: float | None = None
+        self._first = True
+
+    @property
+    def images_per_s(self) -> float:
+        """Average source images per second."""
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def views_per_s(self) -> float:
+        """Average augmented views (rows) per second."""
+        return self.views / self.seconds if self.seconds > 0 else float("nan")
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Start the step clock."""
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Stop the clock and log the step's throughput."""
+        if self._start is None or not isinstance(batch, dict) or "image" not in batch:
+            return
+        elapsed = time.perf_counter() - self._start
+        rows = int(batch["image"].shape[0])
+        ids = batch.get("sample_idx")
+        images = int(torch.unique(ids).numel()) if isinstance(ids, torch.Tensor) else rows
+        if self._first:
+            self._first = False
+        else:
+            self.images += images
+            self.views += rows
+            self.seconds += elapsed
+        if elapsed > 0:
+            pl_module.log(
+                "perf/images_per_s", images / elapsed, prog_bar=True, on_step=True,
+                on_epoch=False, batch_size=images,
+            )
+
+
+class MetricsHistory(pl.Callback):
+    """Record every scalar metric at the end of each training epoch (kept across resumes)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    @property
+    def state_key(self) -> str:
+        """Checkpoint key."""
+        return "MetricsHistory"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the history."""
+        return {"epochs": list(self.epochs)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the history."""
+        self.epochs = list(state_dict["epochs"])
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Append this epoch's scalar metrics."""
+        row: dict[str, float] = {"epoch": float(trainer.current_epoch)}
+        for key, value in trainer.callback_metrics.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                row[key] = float(value)
+            elif isinstance(value, int | float):
+                row[key] = float(value)
+        self.epochs = [r for r in self.epochs if r["epoch"] != row["epoch"]] + [row]
+
+
+class SigkillAtStep(pl.Callback):
+    """Fault injection: kill this process with SIGKILL right after optimiser step ``step``.
+
+    Used to test crash recovery (``fault.sigkill_at_step=N``); nothing is flushed or saved.
+
+    Args:
+        step: The global step after which to die.
+    """
+
+    def __init__(self, step: int) -> None:
+        self.step = int(step)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Die at the configured step."""
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,357 @@
+"""Assemble data, module, callbacks and trainer from a configuration, train, write the outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ssl_train.config import (
+    ConfigError,
+    apply_schema,
+    check_targets,
+    resolve_resume,
+    resume_config,
+    trainer_kwargs_check,
+)
+
+NNCLR_QUEUE_KEY = "nnclr_support_set"
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports.
+
+    Attributes:
+        run_dir: The run directory.
+        metrics: The final value of every logged scalar (``val/probe_top1``, ``train/loss_epoch``).
+        images_per_s: Mean training throughput in source images per second.
+        wall_s: Wall time of the whole run, seconds.
+        paths: Output files by name (``last_ckpt``, ``best_ckpt``, ``backbone``, ``metrics_csv``).
+        history: Scalar metrics per epoch.
+        added_callbacks: Callbacks the app added on its own (e.g. NNCLR's queue).
+    """
+
+    run_dir: Path
+    metrics: dict[str, float]
+    images_per_s: float
+    wall_s: float
+    paths: dict[str, Path | None] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    added_callbacks: list[str] = field(default_factory=list)
+
+
+def _is_rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _instantiate(node: Any, path: str) -> Any:
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, ConfigError | ImportError | OSError | RuntimeError | LookupError):
+            raise cause from None
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def fill_embedding_dim(cfg: DictConfig) -> None:
+    """Set ``embedding_dim`` from the backbone when it is ``auto``/``null`` (built on ``meta``).
+
+    Configs refer to ``${embedding_dim}`` for the projector's and probes' input width, so it
+    follows the backbone (``backbone=resnet18``) without editing anything else.
+    """
+    if cfg.get("backbone") is None or cfg.get("embedding_dim") not in (None, "auto"):
+        return
+    node = OmegaConf.to_container(cfg.backbone, resolve=True)
+    assert isinstance(node, dict)
+    check_targets(OmegaConf.create(node), "backbone")
+    probe_node = dict(node)
+    if "weights" in probe_node:
+        probe_node["weights"] = None
+    with torch.device("meta"):
+        net = _instantiate(probe_node, "backbone")
+    dim = getattr(net, "out_features", None)
+    if not isinstance(dim, int):
+        raise ConfigError(
+            f"backbone: {node.get('_target_')} has no integer out_features; set embedding_dim=<D> "
+            "to the width of its output features."
+        )
+    cfg.embedding_dim = dim
+
+
+def _callback_nodes(cfg: DictConfig) -> list[tuple[str, Any]]:
+    nodes: list[tuple[str, Any]] = []
+    for section, container in (("callbacks", cfg.get("callbacks")),
+                               ("trainer.callbacks", (cfg.get("trainer") or {}).get("callbacks"))):
+        if container is None:
+            continue
+        if isinstance(container, DictConfig):
+            nodes += [(f"{section}.{k}", v) for k, v in container.items() if v is not None]
+        elif isinstance(container, ListConfig):
+            nodes += [(f"{section}[{i}]", v) for i, v in enumerate(container) if v is not None]
+        else:
+            raise ConfigError(f"{section} must be a list or a dict of callback configs.")
+    return nodes
+
+
+def _auto_callbacks(module: Any, callbacks: list[Any], forward: Any) -> list[Any]:
+    """Callbacks a method needs but the config left out: NNCLR's queue, the EMA teacher update."""
+    import ssl_callbacks
+    import ssl_forwards
+    from ssl_core import QueueProvider, TeacherStudentWrapper
+
+    added: list[Any] = []
+    if forward is ssl_forwards.nnclr_forward and not any(
+        isinstance(c, QueueProvider) and c.provides_queue(NNCLR_QUEUE_KEY) for c in callbacks
+    ):
+        hparams = getattr(module, "hparams", {}) or {}
+        dim = hparams.get("projection_dim") or getattr(
+            getattr(module, "projector", None), "out_features", None
+        )
+        if dim is None:
+            raise ConfigError(
+                "NNCLR needs a queue of projections: set module.hparams.projection_dim (the "
+                "projector's output width) or add ssl_callbacks.OnlineQueue(key="
+                f"'{NNCLR_QUEUE_KEY}', queue_length=..., dim=...) to callbacks."
+            )
+        length = int(hparams.get("support_set_size", 16384))
+        added.append(ssl_callbacks.OnlineQueue(key=NNCLR_QUEUE_KEY, queue_length=length, dim=dim))
+    has_wrapper = any(isinstance(m, TeacherStudentWrapper) for m in module.modules())
+    if has_wrapper and not any(isinstance(c, ssl_callbacks.TeacherStudentCallback) for c in callbacks):
+        added.append(ssl_callbacks.TeacherStudentCallback())
+    return added
+
+
+def _loggers(cfg: DictConfig, run_dir: Path, extra: Any) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    if cfg.loggers.tensorboard:
+        if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
+            raise ConfigError(
+                "loggers.tensorboard=true needs TensorBoard: uv pip install 'ssl-train[tensorboard]'."
+            )
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+    if cfg.loggers.wandb:
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError("loggers.wandb=true needs wandb: uv pip install 'ssl-train[wandb]'.")
+        loggers.append(WandbLogger(project=cfg.loggers.wandb_project, save_dir=str(run_dir),
+                                   offline=cfg.loggers.wandb_offline))
+    if extra not in (None, False, True):
+        items = extra if isinstance(extra, ListConfig) else [extra]
+        for i, node in enumerate(items):
+            loggers.append(_instantiate(node, f"trainer.logger[{i}]"))
+    return loggers
+
+
+def _progress_bar(kind: str) -> Any:
+    if kind == "rich" and importlib.util.find_spec("rich") is not None:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        return RichProgressBar()
+    if kind in ("tqdm", "rich"):
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        return TQDMProgressBar()
+    if kind == "none":
+        return None
+    raise ConfigError(f"progress_bar={kind!r}: use one of rich, tqdm, none.")
+
+
+def prepare(
+    cfg: DictConfig, run_dir: str | Path | None = None, overrides: Sequence[str] = ()
+) -> tuple[DictConfig, Path, Path | None]:
+    """Resolve resume, apply the schema, fill ``embedding_dim``, resolve and check the config.
+
+    Args:
+        cfg: The composed configuration.
+        run_dir: The run directory (``ssl-train`` passes Hydra's output directory).
+        overrides: This call's command-line overrides (re-applied to a resumed run's config).
+
+    Returns:
+        ``(resolved config, run directory, checkpoint to resume from or None)``.
+
+    Raises:
+        ConfigError: Any configuration problem, with the key's path and the fix.
+    """
+    ckpt: Path | None = None
+    if cfg.get("resume"):
+        resumed_dir, ckpt = resolve_resume(str(cfg.resume))
+        cfg = resume_config(cfg, resumed_dir, list(overrides))
+        run_dir = resumed_dir
+    cfg = apply_schema(cfg)
+    if run_dir is None:
+        run_dir = cfg.run_dir or Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
+    run_dir = Path(run_dir).resolve()
+    cfg.run_dir = str(run_dir)
+    fill_embedding_dim(cfg)
+    OmegaConf.resolve(cfg)
+    for section in ("data", "module", "backbone"):
+        if cfg.get(section) is not None:
+            check_targets(cfg._get_node(section), section)
+    for path, node in _callback_nodes(cfg):
+        check_targets(node, path)
+    if cfg.get("module") is None or cfg.get("data") is None:
+        raise ConfigError(
+            "The config needs a 'module' and a 'data' section (ssl-train's default config has "
+            "both; a custom --config-name must define them)."
+        )
+    trainer_cfg = cfg.get("trainer") or OmegaConf.create({})
+    trainer_kwargs_check(trainer_cfg)
+    return cfg, run_dir, ckpt
+
+
+def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Build ``(datamodule, module, trainer, parts)`` from a prepared configuration."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from ssl_train import callbacks as app_callbacks
+    from ssl_train.data import DataModule
+
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    datamodule = _instantiate(cfg.data, "data")
+    module = _instantiate(cfg.module, "module")
+    forward = getattr(module, "_forward_fn", None)
+
+    user_callbacks = [_instantiate(node, path) for path, node in _callback_nodes(cfg)]
+    added = _auto_callbacks(module, user_callbacks, forward)
+
+    ckpt_dir = run_dir / "checkpoints"
+    history = app_callbacks.MetricsHistory()
+    throughput = app_callbacks.ThroughputMonitor()
+    own: list[Any] = [
+        app_callbacks.RNGStateCallback(),
+        app_callbacks.LoaderStateCallback(),
+        throughput,
+        history,
+        app_callbacks.LastCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint.every_n_steps),
+    ]
+    best = None
+    trainer_cfg = OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True)
+    assert isinstance(trainer_cfg, dict)
+    for key in ("_target_", "callbacks", "default_root_dir"):
+        trainer_cfg.pop(key, None)
+    logger_node = cfg.trainer.get("logger") if cfg.get("trainer") is not None else None
+    trainer_cfg.pop("logger", None)
+    want_best = trainer_cfg.pop("enable_checkpointing", True) is not False
+    if cfg.checkpoint.monitor and want_best:
+        best = ModelCheckpoint(
+            dirpath=ckpt_dir, filename="best-epoch{epoch}-step{step}", monitor=cfg.checkpoint.monitor,
+            mode=cfg.checkpoint.mode, save_top_k=1, auto_insert_metric_name=False,
+            save_on_train_epoch_end=False,
+        )
+        own.append(best)
+    if cfg.fault.sigkill_at_step is not None:
+        own.append(app_callbacks.SigkillAtStep(cfg.fault.sigkill_at_step))
+    bar = _progress_bar(str(cfg.progress_bar))
+    if bar is not None:
+        own.append(bar)
+    trainer_cfg.setdefault("enable_progress_bar", bar is not None)
+    if bar is None:
+        trainer_cfg["enable_progress_bar"] = False
+    if isinstance(datamodule, DataModule):
+        trainer_cfg["use_distributed_sampler"] = False
+    if trainer_cfg.get("deterministic"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    trainer = pl.Trainer(
+        **trainer_cfg,
+        default_root_dir=str(run_dir),
+        callbacks=[*user_callbacks, *added, *own],
+        logger=_loggers(cfg, run_dir, logger_node),
+        enable_checkpointing=True,
+    )
+    parts = {
+        "history": history, "throughput": throughput, "best": best,
+        "added": [type(c).__name__ for c in added], "ckpt_dir": ckpt_dir,
+    }
+    return datamodule, module, trainer, parts
+
+
+def run(
+    cfg: DictConfig,
+    run_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    choices: Mapping[str, Any] | None = None,
+) -> RunResult | None:
+    """Train as ``ssl-train`` does and write the run directory.
+
+    Args:
+        cfg: A composed configuration (see :func:`ssl_train.compose`).
+        run_dir: Where to write; default ``cfg.run_dir`` or ``outputs/<date>/<time>``. A resumed
+            run continues in the run directory it resumes.
+        overrides: This call's command-line overrides (only used when resuming).
+        choices: The config-group choices (``{"method": "simclr", ...}``), saved for resume.
+
+    Returns:
+        The run's :class:`RunResult` on the rank-0 process, ``None`` on other ranks.
+
+    Example:
+        >>> from ssl_train import compose, run  # doctest: +SKIP
+        >>> result = run(compose(["trainer.max_epochs=1"]), run_dir="runs/demo")
+    """
+    start = time.perf_counter()
+    cfg, run_dir, ckpt = prepare(cfg, run_dir, overrides)
+    rank_zero = _is_rank_zero()
+    if rank_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "resume"])
+        OmegaConf.save(saved, run_dir / "config.yaml")
+        if choices and not (run_dir / "choices.yaml").exists():
+            OmegaConf.save(OmegaConf.create(dict(choices)), run_dir / "choices.yaml")
+    datamodule, module, trainer, parts = build(cfg, run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    if not trainer.is_global_zero:
+        return None
+
+    from ssl_train import outputs
+
+    metrics = outputs.final_metrics(trainer.callback_metrics)
+    paths: dict[str, Path | None] = {
+        "run_dir": run_dir,
+        "config": run_dir / "config.yaml",
+        "metrics_csv": run_dir / "metrics.csv",
+        "last_ckpt": parts["ckpt_dir"] / "last.ckpt",
+        "best_ckpt": Path(parts["best"].best_model_path) if parts["best"] is not None
+        and parts["best"].best_model_path else None,
+    }
+    load_line = None
+    if cfg.export_backbone:
+        exported = outputs.export_backbone(
+            module, OmegaConf.to_container(cfg.backbone) if cfg.get("backbone") is not None
+            else OmegaConf.to_container(cfg.module).get("backbone"), run_dir,  # type: ignore[union-attr]
+        )
+        if exported is not None:
+            paths["backbone"], load_line = exported
+    history = parts["history"].epochs
+    if cfg.plots and history:
+        for png in outputs.write_plots(history, run_dir / "plots"):
+            paths[f"plot_{png.stem}"] = png
+    wall = time.perf_counter() - start
+    images_per_s = parts["throughput"].images_per_s
+    result = RunResult(run_dir, metrics, images_per_s, wall, paths, history, parts["added"])
+    outputs.write_summary(run_dir / "summary.json", {
+        "metrics": metrics, "images_per_s": images_per_s, "wall_s": wall,
+        "paths": paths, "history": history, "load_backbone": load_line,
+        "added_callbacks": parts["added"],
+    })
+    if cfg.summary:
+        outputs.print_summary(
+            outputs.summary_rows(metrics, images_per_s, wall, paths), f"ssl-train: {run_dir.name}"
+        )
+        if load_line:
+            print(f"Load the backbone:\n  {load_line}")
+    return result

@@ -1,0 +1,112 @@
+"""Base class, composition and shared helpers of the batched augmentations."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ssl_data.dict_dataset import check_image_batch
+
+__all__ = ["BatchTransform", "Compose", "apply_transform", "to_float"]
+
+Batch = dict[str, Any]
+
+
+def to_float(image: torch.Tensor) -> torch.Tensor:
+    """Return ``image`` as float32 in ``[0, 1]`` (uint8 is divided by 255, floats are kept)."""
+    if image.dtype == torch.uint8:
+        return image.to(torch.float32).div_(255.0)
+    return image.to(torch.float32)
+
+
+def uniform(
+    n: int, low: float, high: float, device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
+    """``n`` independent draws from ``U(low, high)`` on ``device``."""
+    return torch.empty(n, device=device).uniform_(low, high, generator=generator)
+
+
+def bernoulli(
+    n: int, p: float, device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
+    """``n`` independent boolean draws that are ``True`` with probability ``p``."""
+    return torch.rand(n, device=device, generator=generator) < p
+
+
+def check_probability(p: float, name: str = "p") -> float:
+    """Validate a probability."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p}.")
+    return float(p)
+
+
+class BatchTransform:
+    """A batched transform ``batch -> batch`` acting on ``batch["image"]``.
+
+    Subclasses implement :meth:`transform` on a float32 ``[B, C, H, W]`` image in ``[0, 1]``
+    (uint8 input is converted first) and draw their random parameters per image from
+    ``generator`` on the image's device (the global RNG of that device when ``generator`` is
+    ``None``). The input dict is not modified; a shallow copy with the new image is returned.
+    """
+
+    def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
+        """Apply the transform to ``batch["image"]``."""
+        if "image" not in batch:
+            raise KeyError(
+                f"batch has no 'image' field (fields: {sorted(batch)}); batched augmentation "
+                "reads batch['image'] [B, C, H, W]."
+            )
+        image = check_image_batch(batch["image"])
+        out = dict(batch)
+        out["image"] = self.transform(to_float(image), generator)
+        return out
+
+    def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Transform a float32 ``[B, C, H, W]`` image in ``[0, 1]``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+def apply_transform(
+    op: Callable[..., Batch], batch: Batch, generator: torch.Generator | None
+) -> Batch:
+    """Call ``op`` on ``batch``, passing ``generator`` to ssl_data transforms only.
+
+    Plain user callables ``batch -> batch`` are called without the generator.
+    """
+    if isinstance(op, BatchTransform | Compose):
+        return op(batch, generator)
+    return op(batch)
+
+
+class Compose:
+    """Apply batched transforms in sequence (a per-view pipeline).
+
+    Args:
+        transforms: ``BatchTransform`` instances or any callables ``batch -> batch``.
+
+    Example:
+        >>> from ssl_data.augment import HorizontalFlip, Normalize
+        >>> pipe = Compose([HorizontalFlip(), Normalize((0.5,), (0.5,))])
+        >>> pipe({"image": torch.zeros(2, 1, 4, 4, dtype=torch.uint8)})["image"].min().item()
+        -1.0
+    """
+
+    def __init__(self, transforms: Sequence[Callable[..., Batch]]) -> None:
+        for t in transforms:
+            if not callable(t):
+                raise TypeError(f"Compose: {t!r} is not callable; pass transforms batch -> batch.")
+        self.transforms = list(transforms)
+
+    def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
+        """Apply every transform in order."""
+        for t in self.transforms:
+            batch = apply_transform(t, batch, generator)
+        return batch
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(t) for t in self.transforms)
+        return f"Compose([\n  {inner}\n])"

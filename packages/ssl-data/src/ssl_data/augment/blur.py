@@ -1,0 +1,94 @@
+"""Batched Gaussian blur with a random sigma per image."""
+
+import torch
+import torch.nn.functional as F
+
+from ssl_data.augment._base import BatchTransform, bernoulli, check_probability, uniform
+
+__all__ = ["GaussianBlur", "gaussian_blur", "gaussian_kernels"]
+
+
+def gaussian_kernels(kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
+    """Normalised 1-D Gaussian kernels ``[n, kernel_size]``, one per sigma (as torchvision)."""
+    half = (kernel_size - 1) * 0.5
+    x = torch.linspace(-half, half, kernel_size, device=sigma.device)
+    pdf = torch.exp(-0.5 * (x.view(1, -1) / sigma.view(-1, 1)).square())
+    return pdf / pdf.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur image ``i`` with an isotropic Gaussian of standard deviation ``sigma[i]``.
+
+    Separable depthwise convolution with reflect padding, as torchvision's ``gaussian_blur``.
+
+    Args:
+        image: ``[B, C, H, W]`` float images.
+        kernel_size: Odd kernel size.
+        sigma: ``[B]`` standard deviations (pixels).
+
+    Returns:
+        The blurred ``[B, C, H, W]`` images.
+    """
+    n, c, h, w = image.shape
+    if n == 0:
+        return image
+    kernel = gaussian_kernels(kernel_size, sigma).to(image.dtype).repeat_interleave(c, dim=0)
+    pad = kernel_size // 2
+    x = image.reshape(1, n * c, h, w)
+    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    x = F.conv2d(x, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
+    x = F.conv2d(x, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
+    return x.view(n, c, h, w)
+
+
+class GaussianBlur(BatchTransform):
+    """Gaussian blur with ``sigma ~ U(sigma_range)`` per image, applied with probability ``p``.
+
+    Matches ``RandomApply([torchvision.transforms.v2.GaussianBlur(kernel_size, sigma)], p)``.
+    Only the selected images are convolved.
+
+    Args:
+        kernel_size: Odd kernel size (SimCLR uses about 10% of the image size).
+        sigma: ``(min, max)`` range of the standard deviation in pixels.
+        p: Probability per image.
+    """
+
+    def __init__(
+        self, kernel_size: int, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5
+    ) -> None:
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size}.")
+        if not 0.0 < sigma[0] <= sigma[1]:
+            raise ValueError(f"sigma must satisfy 0 < sigma[0] <= sigma[1], got {sigma}.")
+        self.kernel_size = int(kernel_size)
+        self.sigma = (float(sigma[0]), float(sigma[1]))
+        self.p = check_probability(p)
+
+    def sample_params(
+        self, n: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Draw ``apply`` (bool ``[n]``) and ``sigma`` (``[n]``)."""
+        return {
+            "apply": bernoulli(n, self.p, device, generator),
+            "sigma": uniform(n, *self.sigma, device, generator),
+        }
+
+    def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Blur the selected images."""
+        p = self.sample_params(image.shape[0], image.device, generator)
+        pad = self.kernel_size // 2
+        if pad >= min(image.shape[-2:]):
+            raise ValueError(
+                f"GaussianBlur kernel_size={self.kernel_size} is too large for "
+                f"{tuple(image.shape[-2:])} images; use an odd kernel below the image size."
+            )
+        idx = torch.nonzero(p["apply"]).squeeze(1)
+        if idx.numel() == 0:
+            return image
+        if idx.numel() == image.shape[0]:
+            return gaussian_blur(image, self.kernel_size, p["sigma"])
+        out = image.clone()
+        blurred = gaussian_blur(
+            image.index_select(0, idx), self.kernel_size, p["sigma"].index_select(0, idx)
+        )
+        return out.index_copy_(0, idx, blurred)

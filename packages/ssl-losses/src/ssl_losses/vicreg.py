@@ -1,0 +1,105 @@
+"""VICReg: variance-invariance-covariance regularisation (Bardes, Ponce & LeCun, ICLR 2022)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssl_losses._checks import (
+    check_min_batch,
+    check_non_negative,
+    check_pair,
+    check_positive,
+    compute_dtype,
+)
+from ssl_losses._stats import sum_sq_cross_product
+from ssl_losses.distributed import all_gather_with_grad, is_distributed
+
+__all__ = ["VICRegLoss"]
+
+
+class VICRegLoss(nn.Module):
+    """VICReg loss, the formula of Bardes et al. 2022 (eqs. 1-6, Algorithm 1).
+
+    With ``Z, Z'`` of shape ``[n, d]``::
+
+        s(Z, Z') = mean_{i,k} (z_ik - z'_ik)^2                       # F.mse_loss, as Algorithm 1
+        v(Z)     = 1/d sum_k max(0, 1 - sqrt(Var(z_.k) + eps))        # unbiased variance
+        c(Z)     = 1/d sum_{k != l} C(Z)_kl^2,  C(Z) = 1/(n-1) sum_i (z_i - mean)(z_i - mean)^T
+        loss     = sim_weight * s + var_weight * (v(Z) + v(Z')) + cov_weight * (c(Z) + c(Z'))
+
+    The official repository halves the variance term (``/ 2`` on each view); use
+    ``var_weight=12.5`` to reproduce it. Under ``torch.distributed`` both views are gathered with
+    gradients and every statistic is taken over the global batch.
+
+    Args:
+        sim_weight: Weight ``lambda`` of the invariance term (>= 0).
+        var_weight: Weight ``mu`` of the variance hinge (>= 0).
+        cov_weight: Weight ``nu`` of the covariance term (>= 0).
+        eps: Added to the variance inside the square root (> 0), keeps the gradient finite.
+        gather_distributed: Use the global batch when running distributed.
+        group: Process group to gather over; ``None`` is the world group.
+
+    Example:
+        >>> loss_fn = VICRegLoss()
+        >>> z_a, z_b = torch.randn(32, 64), torch.randn(32, 64)
+        >>> loss = loss_fn(z_a, z_b)
+    """
+
+    def __init__(
+        self,
+        sim_weight: float = 25.0,
+        var_weight: float = 25.0,
+        cov_weight: float = 1.0,
+        eps: float = 1e-4,
+        gather_distributed: bool = True,
+        group: Any = None,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.sim_weight = check_non_negative(owner, "sim_weight", sim_weight)
+        self.var_weight = check_non_negative(owner, "var_weight", var_weight)
+        self.cov_weight = check_non_negative(owner, "cov_weight", cov_weight)
+        self.eps = check_positive(owner, "eps", eps)
+        self.gather_distributed = gather_distributed
+        self.group = group
+
+    def extra_repr(self) -> str:
+        """Hyper-parameters shown by ``repr``."""
+        return (
+            f"sim_weight={self.sim_weight}, var_weight={self.var_weight}, "
+            f"cov_weight={self.cov_weight}, eps={self.eps}"
+        )
+
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        """Compute the loss.
+
+        Args:
+            z_a: ``[n, d]`` embeddings of the first view.
+            z_b: ``[n, d]`` embeddings of the second view (row i = same sample as in ``z_a``).
+
+        Returns:
+            Scalar loss, float32 for half-precision inputs.
+        """
+        owner = type(self).__name__
+        check_pair(owner, z_a, z_b, ("z_a", "z_b"))
+        dtype = compute_dtype(z_a, z_b)
+        z_a, z_b = z_a.to(dtype), z_b.to(dtype)
+        if self.gather_distributed and is_distributed(self.group):
+            d = z_a.shape[1]
+            both = all_gather_with_grad(torch.cat([z_a, z_b], dim=1), self.group)
+            z_a, z_b = both[:, :d], both[:, d:]
+        n, d = z_a.shape
+        check_min_batch(owner, n, 2)
+        loss = self.sim_weight * F.mse_loss(z_a, z_b)
+        for z in (z_a, z_b):
+            x = z - z.mean(dim=0)
+            var = x.pow(2).sum(dim=0) / (n - 1)
+            std_hinge = F.relu(1.0 - torch.sqrt(var + self.eps)).mean()
+            # sum_{k != l} C_kl^2 = ||C||_F^2 - sum_k C_kk^2, and C_kk = var_k.
+            off_diag = sum_sq_cross_product(x, x) / (n - 1) ** 2 - var.pow(2).sum()
+            loss = loss + self.var_weight * std_hinge + self.cov_weight * off_diag / d
+        return loss
