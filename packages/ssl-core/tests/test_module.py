@@ -264,8 +264,13 @@ def test_eval_only_module_validates_without_optimizer():
 def test_eval_only_module_fit_runs_without_updating():
     m = make_module(forward=lambda self, b, s: {"embedding": self.backbone(b["image"])}, optim=False)
     before = m.backbone.weight.clone()
-    trainer(max_steps=2).fit(m, loader())
+    rec = Recorder()
+    t = trainer(max_steps=-1, max_epochs=1, limit_train_batches=2, callbacks=[rec])
+    t.fit(m, loader())
+    assert len(rec.train) == 2 and t.global_step == 0
     torch.testing.assert_close(m.backbone.weight, before)
+    with pytest.raises(ValueError, match="optim=False.*max_epochs"):
+        trainer(max_steps=2).fit(m, loader())
 
 
 # ----------------------------------------------------------------------------- batch transforms

@@ -17,8 +17,8 @@ __all__ = ["ConfigError", "DataModule", "InMemoryLoader", "RunResult", "compose"
 _EXPORTS = {
     "ConfigError": "ssl_train.config",
     "compose": "ssl_train.config",
-    "RunResult": "ssl_train.run",
-    "run": "ssl_train.run",
+    "RunResult": "ssl_train.runner",
+    "run": "ssl_train.runner",
     "DataModule": "ssl_train.data",
     "InMemoryLoader": "ssl_train.data",
 }
@@ -26,7 +26,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from ssl_train.config import ConfigError, compose
     from ssl_train.data import DataModule, InMemoryLoader
-    from ssl_train.run import RunResult, run
+    from ssl_train.runner import RunResult, run
 
 
 def __getattr__(name: str) -> Any:

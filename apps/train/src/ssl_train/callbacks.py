@@ -29,9 +29,12 @@ class RNGStateCallback(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Return the current RNG states."""
+        kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
         state: dict[str, Any] = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            # plain types only, so the checkpoint also loads with torch.load(weights_only=True)
+            "numpy": [str(kind), torch.from_numpy(np.asarray(keys).copy()), int(pos),
+                      int(has_gauss), float(cached)],
             "python": random.getstate(),
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -41,8 +44,10 @@ class RNGStateCallback(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore RNG states saved by :meth:`state_dict`."""
         torch.set_rng_state(state_dict["torch"])
-        np.random.set_state(state_dict["numpy"])
-        random.setstate(state_dict["python"])
+        kind, keys, pos, has_gauss, cached = state_dict["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        version, internal, gauss = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 

@@ -20,7 +20,7 @@ def _task(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from ssl_train.config import ConfigError
-    from ssl_train.run import run
+    from ssl_train.runner import run
 
     hydra_cfg = HydraConfig.get()
     choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}

@@ -112,6 +112,15 @@ class InMemoryLoader:
         """Skip the first ``batches`` batches of the next pass (used on resume)."""
         self._skip = int(batches)
 
+    def state_dict(self) -> dict[str, int]:
+        """Lightning's resumable-loader hook; the position itself is restored by
+        :class:`ssl_train.callbacks.LoaderStateCallback` (which counts consumed, not prefetched,
+        batches), so there is nothing to store here."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """See :meth:`state_dict`."""
+
     def _fetch(self, idx: torch.Tensor) -> dict[str, Any]:
         getitems = getattr(self.dataset, "__getitems__", None)
         if getitems is not None:

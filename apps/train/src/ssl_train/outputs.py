@@ -122,6 +122,44 @@ def write_plots(history: Sequence[Mapping[str, float]], out_dir: Path) -> list[P
     return written
 
 
+def merge_csv_versions(csv_dir: Path, out: Path) -> Path | None:
+    """Merge ``csv_dir/version_*/metrics.csv`` (one per start of a resumed run) into ``out``.
+
+    Rows of a later version replace those of earlier versions from its first step on (steps a
+    killed run logged after its last checkpoint were trained again after the resume).
+
+    Returns:
+        ``out``, or ``None`` when there is nothing to merge.
+    """
+    import csv
+
+    versions = sorted(
+        (p for p in csv_dir.glob("version_*/metrics.csv")),
+        key=lambda p: int(p.parent.name.split("_")[-1]),
+    )
+    if not versions:
+        return None
+    rows: list[dict[str, str]] = []
+    columns: list[str] = []
+    for path in versions:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            new = list(reader)
+            for name in reader.fieldnames or []:
+                if name not in columns:
+                    columns.append(name)
+        steps = [int(r["step"]) for r in new if r.get("step")]
+        if steps:
+            first = min(steps)
+            rows = [r for r in rows if not r.get("step") or int(r["step"]) < first]
+        rows += new
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
 def final_metrics(callback_metrics: Mapping[str, Any]) -> dict[str, float]:
     """Convert the trainer's last metrics to plain floats."""
     out = {}
@@ -139,7 +177,7 @@ def summary_rows(
     """The rows of the summary table: final losses and accuracies, speed, output locations."""
     rows: list[tuple[str, str]] = []
     for key in sorted(metrics):
-        if key.endswith("_step") or key.startswith("perf/"):
+        if key.endswith("_step") or key.startswith("perf/") or f"{key}_epoch" in metrics:
             continue
         if "loss" in key or any(t in key for t in ("top1", "top5", "acc", "rankme")):
             rows.append((key, f"{metrics[key]:.4f}"))

@@ -285,6 +285,8 @@ class OnlineKNN(QueueConsumer):
         self._faiss_index, self._bank_labels = None, None
         feats, labels = self.bank()
         if feats.shape[0] == 0:
+            if trainer.sanity_checking:  # nothing trained yet: expected, stay quiet
+                return
             warnings.warn(
                 f"{self._describe()}: the bank is empty (no training batch queued yet); kNN "
                 "evaluation is skipped this epoch.",

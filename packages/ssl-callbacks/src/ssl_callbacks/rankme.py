@@ -84,6 +84,8 @@ class RankMe(QueueConsumer):
         """Compute and log the effective rank of the queue."""
         feats = self._queue(self.input, self.queue_length)
         if feats.shape[0] == 0:
+            if trainer.sanity_checking:
+                return
             warnings.warn(
                 f"{self._describe()}: no training embeddings queued yet; skipped.", stacklevel=2
             )

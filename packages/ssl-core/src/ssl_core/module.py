@@ -231,6 +231,17 @@ class Module(pl.LightningModule):
                 getattr(self, name).compile(**options)
             self._compiled = True
 
+    def on_fit_start(self) -> None:
+        """Refuse a fit that could never end: without an optimiser ``global_step`` stays 0."""
+        trainer = self.trainer
+        if not self._optim_specs and trainer.max_epochs in (None, -1):
+            raise ValueError(
+                "This Module has optim=False, so no optimiser step is taken and "
+                "trainer.global_step never advances: Trainer(max_steps=...) would never stop. "
+                "Bound the run with Trainer(max_epochs=...) (and limit_train_batches), or use "
+                "trainer.validate/test/predict for evaluation."
+            )
+
     def _current_stage(self) -> str:
         trainer = self._trainer
         if trainer is None or trainer.training:

@@ -13,9 +13,14 @@ Batch = dict[str, Any]
 
 
 def to_float(image: torch.Tensor) -> torch.Tensor:
-    """Return ``image`` as float32 in ``[0, 1]`` (uint8 is divided by 255, floats are kept)."""
+    """Return a new float32 copy of ``image`` in ``[0, 1]`` (uint8 is divided by 255).
+
+    The copy is owned by the caller, so transforms may modify it in place.
+    """
     if image.dtype == torch.uint8:
         return image.to(torch.float32).div_(255.0)
+    if image.dtype == torch.float32:
+        return image.clone()
     return image.to(torch.float32)
 
 
@@ -44,9 +49,11 @@ class BatchTransform:
     """A batched transform ``batch -> batch`` acting on ``batch["image"]``.
 
     Subclasses implement :meth:`transform` on a float32 ``[B, C, H, W]`` image in ``[0, 1]``
-    (uint8 input is converted first) and draw their random parameters per image from
-    ``generator`` on the image's device (the global RNG of that device when ``generator`` is
-    ``None``). The input dict is not modified; a shallow copy with the new image is returned.
+    (uint8 input is converted first; the tensor is a private copy that may be modified in place,
+    which avoids large allocations, a measurable cost on CPU) and draw their random parameters
+    per image from ``generator`` on the image's device (the global RNG of that device when
+    ``generator`` is ``None``). The input dict is not modified; a shallow copy with the new
+    image is returned.
     """
 
     def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
@@ -62,7 +69,7 @@ class BatchTransform:
         return out
 
     def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Transform a float32 ``[B, C, H, W]`` image in ``[0, 1]``."""
+        """Transform a float32 ``[B, C, H, W]`` image in ``[0, 1]`` (may work in place)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -102,9 +109,29 @@ class Compose:
         self.transforms = list(transforms)
 
     def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
-        """Apply every transform in order."""
+        """Apply every transform in order.
+
+        Runs of consecutive :class:`BatchTransform` ops share one float32 copy of the image that
+        they transform in place; other callables receive and return the batch dict.
+        """
+        image: torch.Tensor | None = None  # owned float image of the current run
         for t in self.transforms:
-            batch = apply_transform(t, batch, generator)
+            if isinstance(t, BatchTransform):
+                if image is None:
+                    if "image" not in batch:
+                        raise KeyError(
+                            f"batch has no 'image' field (fields: {sorted(batch)}); batched "
+                            "augmentation reads batch['image'] [B, C, H, W]."
+                        )
+                    image = to_float(check_image_batch(batch["image"]))
+                image = t.transform(image, generator)
+            else:
+                if image is not None:
+                    batch = {**batch, "image": image}
+                    image = None
+                batch = apply_transform(t, batch, generator)
+        if image is not None:
+            batch = {**batch, "image": image}
         return batch
 
     def __repr__(self) -> str:

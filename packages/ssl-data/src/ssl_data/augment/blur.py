@@ -87,8 +87,7 @@ class GaussianBlur(BatchTransform):
             return image
         if idx.numel() == image.shape[0]:
             return gaussian_blur(image, self.kernel_size, p["sigma"])
-        out = image.clone()
         blurred = gaussian_blur(
             image.index_select(0, idx), self.kernel_size, p["sigma"].index_select(0, idx)
         )
-        return out.index_copy_(0, idx, blurred)
+        return image.index_copy_(0, idx, blurred)

@@ -30,34 +30,36 @@ def grayscale(image: torch.Tensor) -> torch.Tensor:
     return (r * _LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
 
 
-def _blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """``clamp(ratio * a + (1 - ratio) * b, 0, 1)`` per image (one fused ``lerp``)."""
-    return torch.lerp(b, a, ratio.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+def _blend_(image: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """In place: ``clamp(ratio * image + (1 - ratio) * other, 0, 1)`` per image."""
+    return image.lerp_(other.expand_as(image), 1.0 - ratio.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
 def adjust_brightness(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Multiply image ``i`` by ``factor[i]`` and clamp to ``[0, 1]``."""
-    return (image * factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+    """Multiply image ``i`` by ``factor[i]`` and clamp to ``[0, 1]`` (in place)."""
+    return image.mul_(factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
 def adjust_contrast(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blend image ``i`` with the mean of its luma by ``factor[i]`` (torchvision semantics)."""
+    """Blend image ``i`` with the mean of its luma by ``factor[i]`` (in place).
+
+    torchvision semantics: the mean is that of the grayscale image (of the image itself for C=1).
+    """
     channel_mean = image.mean(dim=(2, 3))
     if image.shape[1] == 3:  # mean of the luma = luma of the channel means
         channel_mean = channel_mean @ torch.tensor(_LUMA, device=image.device)
-    mean = channel_mean.reshape(-1, 1, 1, 1).expand_as(image)
-    return _blend(image, mean, factor)
+    return _blend_(image, channel_mean.reshape(-1, 1, 1, 1), factor)
 
 
 def adjust_saturation(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blend image ``i`` with its luma by ``factor[i]``; a no-op for C=1 (like torchvision)."""
+    """Blend image ``i`` with its luma by ``factor[i]`` (in place); a no-op for C=1."""
     if image.shape[1] == 1:
         return image
-    return _blend(image, grayscale(image), factor)
+    return _blend_(image, grayscale(image), factor)
 
 
 def adjust_hue(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Rotate the HSV hue of image ``i`` by ``factor[i]`` turns (in ``[-0.5, 0.5]``).
+    """Rotate the HSV hue of image ``i`` by ``factor[i]`` turns (``[-0.5, 0.5]``; overwrites image).
 
     Equal to torchvision's ``adjust_hue`` (RGB -> HSV -> RGB) but computed without building the
     HSV image: with ``M = max``, ``m = min`` and hue ``H`` in sixths, channel ``n`` of the output is
@@ -79,9 +81,9 @@ def adjust_hue(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     )
     hue6 = hue6.add_(6.0 * factor.view(-1, 1, 1)).unsqueeze(1)
     offsets = torch.tensor([5.0, 3.0, 1.0], device=image.device).view(1, 3, 1, 1)
-    k = torch.remainder(hue6 + offsets, 6.0)
+    k = torch.add(hue6, offsets, out=image).remainder_(6.0)  # image is no longer needed
     weight = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    return torch.addcmul(maxc.unsqueeze(1), delta.unsqueeze(1), weight, value=-1.0).clamp_(0.0, 1.0)
+    return weight.mul_(delta.unsqueeze(1)).neg_().add_(maxc.unsqueeze(1)).clamp_(0.0, 1.0)
 
 
 _ADJUST = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
@@ -157,7 +159,6 @@ class ColorJitter(BatchTransform):
         enabled = list(self._enabled)
         if c == 1:
             enabled[2] = enabled[3] = False
-        out = image.clone()
         for step in range(4):
             slot = p["order"][:, step]
             for op in range(4):
@@ -166,9 +167,12 @@ class ColorJitter(BatchTransform):
                 idx = torch.nonzero(p["apply"] & (slot == op)).squeeze(1)
                 if idx.numel() == 0:
                     continue
-                sub = _ADJUST[op](out.index_select(0, idx), factors[op].index_select(0, idx))
-                out.index_copy_(0, idx, sub)
-        return out
+                if idx.numel() == n:
+                    image = _ADJUST[op](image, factors[op])
+                    continue
+                sub = _ADJUST[op](image.index_select(0, idx), factors[op].index_select(0, idx))
+                image.index_copy_(0, idx, sub)
+        return image
 
 
 class RandomGrayscale(BatchTransform):
@@ -192,7 +196,7 @@ class RandomGrayscale(BatchTransform):
         if idx.numel() == 0:
             return image
         gray = grayscale(image.index_select(0, idx)).expand(-1, image.shape[1], -1, -1)
-        return image.clone().index_copy_(0, idx, gray.contiguous())
+        return image.index_copy_(0, idx, gray.contiguous())
 
 
 class Solarize(BatchTransform):
@@ -210,7 +214,7 @@ class Solarize(BatchTransform):
     def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Solarize the selected images."""
         mask = bernoulli(image.shape[0], self.p, image.device, generator).view(-1, 1, 1, 1)
-        return torch.where(mask & (image >= self.threshold), 1.0 - image, image)
+        return torch.where(mask & (image >= self.threshold), 1.0 - image, image, out=image)
 
 
 class Normalize(BatchTransform):
@@ -241,4 +245,4 @@ class Normalize(BatchTransform):
             )
         mean = torch.tensor(self.mean, device=image.device).view(1, -1, 1, 1)
         inv_std = 1.0 / torch.tensor(self.std, device=image.device).view(1, -1, 1, 1)
-        return (image - mean).mul_(inv_std)
+        return image.sub_(mean).mul_(inv_std)

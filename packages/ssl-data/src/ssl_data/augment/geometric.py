@@ -175,7 +175,8 @@ class HorizontalFlip(BatchTransform):
     def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Flip the selected images."""
         flip = self.sample_params(image.shape[0], image.device, generator)["flip"]
-        return torch.where(flip.view(-1, 1, 1, 1), image.flip(-1), image)
+        idx = torch.nonzero(flip).squeeze(1)
+        return image.index_copy_(0, idx, image.index_select(0, idx).flip(-1))
 
 
 class Resize(BatchTransform):

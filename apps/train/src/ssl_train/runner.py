@@ -137,7 +137,8 @@ def _auto_callbacks(module: Any, callbacks: list[Any], forward: Any) -> list[Any
 def _loggers(cfg: DictConfig, run_dir: Path, extra: Any) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
-    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    # One CSV version per (re)start: csv/version_N/metrics.csv; run_dir/metrics.csv merges them.
+    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv")]
     if cfg.loggers.tensorboard:
         if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
             raise ConfigError(
@@ -308,18 +309,21 @@ def run(
     rank_zero = _is_rank_zero()
     if rank_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
-        saved = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "resume"])
+        saved = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in ("resume", "fault")])
         OmegaConf.save(saved, run_dir / "config.yaml")
         if choices and not (run_dir / "choices.yaml").exists():
             OmegaConf.save(OmegaConf.create(dict(choices)), run_dir / "choices.yaml")
     datamodule, module, trainer, parts = build(cfg, run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    # weights_only=False: the checkpoint holds optimiser/callback states written by this app.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
+                weights_only=False)
     if not trainer.is_global_zero:
         return None
 
     from ssl_train import outputs
 
     metrics = outputs.final_metrics(trainer.callback_metrics)
+    outputs.merge_csv_versions(run_dir / "csv", run_dir / "metrics.csv")
     paths: dict[str, Path | None] = {
         "run_dir": run_dir,
         "config": run_dir / "config.yaml",
