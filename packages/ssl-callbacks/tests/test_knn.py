@@ -1,9 +1,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy
-
 from ssl_callbacks import MissingKeyError, OnlineKNN, build_index, search, weighted_vote
+from torchmetrics.classification import MulticlassAccuracy
 
 
 def brute_force_votes(bank, bank_labels, queries, k, num_classes, distance, temperature):
@@ -41,7 +40,8 @@ def test_approximate_index_agrees_with_exact():
     queries = torch.randn(100, 16, generator=g)
     _, exact = search(build_index(bank), queries, 5)
     _, approx = search(build_index(bank, index="HNSW32", index_params="efSearch=64"), queries, 5)
-    overlap = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(exact, approx, strict=True))
+    pairs = zip(exact.tolist(), approx.tolist(), strict=True)
+    overlap = sum(len(set(a) & set(b)) for a, b in pairs)
     assert overlap / exact.numel() > 0.9
 
 
@@ -60,7 +60,13 @@ def test_callback_logs_reference_accuracy(toy, tmp_path, distance):
     xt, yt = _data(48, 6, seed=0)
     xv, yv = _data(20, 6, seed=1)
     knn = OnlineKNN(
-        "knn", "embedding", "label", queue_length=32, k=5, distance=distance, temperature=0.5,
+        "knn",
+        "embedding",
+        "label",
+        queue_length=32,
+        k=5,
+        distance=distance,
+        temperature=0.5,
         num_classes=4,
     )
     trainer = toy.trainer(tmp_path, [knn])

@@ -1,9 +1,8 @@
 import lightning.pytorch as pl
 import pytest
 import torch
-from torch import nn
-
 from ssl_callbacks import OnlineKNN, OnlineProbe
+from torch import nn
 
 
 def separable(n=96, dim=6, seed=0):
@@ -116,7 +115,7 @@ def test_probe_checkpoint_resume_is_exact(toy, tmp_path):
 
 
 def test_bad_inputs(toy, tmp_path):
-    with pytest.raises(TypeError, match="probe must be an nn.Module"):
+    with pytest.raises(TypeError, match=r"probe must be an nn\.Module"):
         OnlineProbe("p", "embedding", "label", probe="linear")
     x, y = separable(n=16)
     probe = make_probe()

@@ -1,9 +1,8 @@
 import lightning.pytorch as pl
 import pytest
 import torch
-from ssl_core.queues import QueueProvider, find_queue
-
 from ssl_callbacks import MissingKeyError, OnlineKNN, OnlineQueue, RankMe
+from ssl_core.queues import QueueProvider, find_queue
 
 
 def _data(n=40, dim=6, seed=0):

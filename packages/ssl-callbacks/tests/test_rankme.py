@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from ssl_callbacks import RankMe, rankme
 
 

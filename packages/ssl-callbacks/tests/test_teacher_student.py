@@ -3,10 +3,9 @@ import math
 import lightning.pytorch as pl
 import pytest
 import torch
+from ssl_callbacks import OnlineKNN, OnlineProbe, TeacherStudentCallback
 from ssl_core import Module, TeacherStudentWrapper
 from torch import nn
-
-from ssl_callbacks import OnlineKNN, OnlineProbe, TeacherStudentCallback
 
 
 class RecordingWrapper(TeacherStudentWrapper):
@@ -23,6 +22,7 @@ class RecordingWrapper(TeacherStudentWrapper):
 class EmaModule(pl.LightningModule):
     def __init__(self):
         super().__init__()
+
         def clock():
             return self.trainer.global_step
 

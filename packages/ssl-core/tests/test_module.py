@@ -3,13 +3,12 @@ import re
 
 import lightning as L
 import pytest
+import ssl_core
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from ssl_core import Module, NonFiniteLossError
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-
-import ssl_core
-from ssl_core import Module, NonFiniteLossError
 
 
 class DictData(Dataset):
@@ -80,28 +79,30 @@ def test_forward_is_bound_and_callable_with_stage():
 
 
 def test_forward_from_dotted_string():
-    m = Module(forward=f"{__name__}.regression_forward", backbone=nn.Linear(6, 4), head=nn.Linear(4, 3))
+    m = Module(
+        forward=f"{__name__}.regression_forward", backbone=nn.Linear(6, 4), head=nn.Linear(4, 3)
+    )
     out = m({"image": torch.randn(2, 6), "label": torch.zeros(2, dtype=torch.long)}, "train")
     assert out["loss"].ndim == 0
 
 
 def test_forward_unknown_dotted_string_names_the_path():
-    with pytest.raises(ImportError, match="no_such_package_xyz.fwd"):
+    with pytest.raises(ImportError, match=r"no_such_package_xyz.fwd"):
         Module(forward="no_such_package_xyz.fwd")
 
 
 def test_positional_args_raise_clear_type_error():
-    with pytest.raises(TypeError, match="keyword arguments only.*Module\\(forward=f"):
+    with pytest.raises(TypeError, match=r"keyword arguments only.*Module\(forward=f"):
         Module(regression_forward, backbone=nn.Linear(2, 2))
 
 
 def test_missing_forward_names_the_fix():
-    with pytest.raises(TypeError, match="needs a forward.*forward=f"):
+    with pytest.raises(TypeError, match=r"needs a forward.*forward=f"):
         Module(backbone=nn.Linear(2, 2))
 
 
 def test_kwarg_clashing_with_lightning_attribute():
-    with pytest.raises(TypeError, match="'trainer'.*rename|trainer=.*clashes"):
+    with pytest.raises(TypeError, match=r"'trainer'.*rename|trainer=.*clashes"):
         Module(forward=regression_forward, trainer=1)
 
 
@@ -138,7 +139,7 @@ def test_get_queue_shortcut_uses_trainer_callbacks():
 
 def test_forward_returning_non_dict():
     m = make_module(forward=lambda self, batch, stage: self.backbone(batch["image"]).sum())
-    with pytest.raises(TypeError, match="returned Tensor.*must return a dict"):
+    with pytest.raises(TypeError, match=r"returned Tensor.*must return a dict"):
         trainer(max_steps=1).fit(m, loader())
 
 
@@ -166,7 +167,9 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     m = make_module(forward=fwd)
     ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_last=True, save_top_k=-1)
     t = trainer(max_steps=10, callbacks=[ckpt], enable_checkpointing=True)
-    with pytest.raises(NonFiniteLossError, match="nan at global step 3.*last good checkpoint") as e:
+    with pytest.raises(
+        NonFiniteLossError, match=r"nan at global step 3.*last good checkpoint"
+    ) as e:
         t.fit(m, loader(n=40))
     assert e.value.step == 3
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
@@ -201,7 +204,9 @@ def test_steps_return_outputs_to_callbacks_and_log_scalars():
     m = make_module()
     t = trainer(max_steps=2, callbacks=[rec], limit_val_batches=2, val_check_interval=2)
     t.fit(m, loader(), loader())
-    assert len(rec.train) == 2 and {"loss", "embedding", "logits", "label", "aux"} <= set(rec.train[0])
+    assert len(rec.train) == 2 and {"loss", "embedding", "logits", "label", "aux"} <= set(
+        rec.train[0]
+    )
     assert rec.train[0]["embedding"].shape == (4, 4)
     assert len(rec.val) == 2 and "logits" in rec.val[0] and "loss" not in rec.val[0]
     logged = t.logged_metrics
@@ -214,7 +219,11 @@ def test_metrics_per_stage_from_named_keys():
     torchmetrics = pytest.importorskip("torchmetrics")
     m = make_module(
         metrics={
-            "val": {"acc": torchmetrics.classification.MulticlassAccuracy(num_classes=3, average="micro")},
+            "val": {
+                "acc": torchmetrics.classification.MulticlassAccuracy(
+                    num_classes=3, average="micro"
+                )
+            },
             "train": {
                 "acc": {
                     "metric": torchmetrics.classification.MulticlassAccuracy(3, average="micro"),
@@ -227,9 +236,11 @@ def test_metrics_per_stage_from_named_keys():
     data = loader(n=12, batch_size=4)
     t = trainer(max_steps=1)
     metrics = t.validate(m, data, verbose=False)[0]
-    expected = torch.cat(
-        [m.head(m.backbone(b["image"])).argmax(1).eq(b["label"]) for b in data]
-    ).float().mean()
+    expected = (
+        torch.cat([m.head(m.backbone(b["image"])).argmax(1).eq(b["label"]) for b in data])
+        .float()
+        .mean()
+    )
     assert metrics["val/acc"] == pytest.approx(expected.item(), abs=1e-6)
 
 
@@ -242,7 +253,9 @@ def test_metrics_given_as_name_dict_mean_val():
 def test_metric_missing_key_names_fix():
     torchmetrics = pytest.importorskip("torchmetrics")
     m = make_module(
-        metrics={"acc": {"metric": torchmetrics.classification.MulticlassAccuracy(3), "preds": "nope"}}
+        metrics={
+            "acc": {"metric": torchmetrics.classification.MulticlassAccuracy(3), "preds": "nope"}
+        }
     )
     with pytest.raises(KeyError, match="reads 'nope'"):
         trainer().validate(m, loader(), verbose=False)
@@ -262,14 +275,16 @@ def test_eval_only_module_validates_without_optimizer():
 
 
 def test_eval_only_module_fit_runs_without_updating():
-    m = make_module(forward=lambda self, b, s: {"embedding": self.backbone(b["image"])}, optim=False)
+    m = make_module(
+        forward=lambda self, b, s: {"embedding": self.backbone(b["image"])}, optim=False
+    )
     before = m.backbone.weight.clone()
     rec = Recorder()
     t = trainer(max_steps=-1, max_epochs=1, limit_train_batches=2, callbacks=[rec])
     t.fit(m, loader())
     assert len(rec.train) == 2 and t.global_step == 0
     torch.testing.assert_close(m.backbone.weight, before)
-    with pytest.raises(ValueError, match="optim=False.*max_epochs"):
+    with pytest.raises(ValueError, match=r"optim=False.*max_epochs"):
         trainer(max_steps=2).fit(m, loader())
 
 
@@ -286,7 +301,9 @@ class NoisyTransform:
     def __call__(self, batch):
         self.calls += 1
         batch = dict(batch)
-        batch["image"] = batch["image"] + torch.randn(batch["image"].shape, generator=self.generator)
+        batch["image"] = batch["image"] + torch.randn(
+            batch["image"].shape, generator=self.generator
+        )
         batch["transformed"] = True
         return batch
 
@@ -306,7 +323,9 @@ def test_batch_transform_callable_applies_to_train_only():
         return regression_forward(self, batch, stage)
 
     m = make_module(forward=fwd, batch_transforms=NoisyTransform())
-    trainer(max_steps=1, limit_val_batches=1).fit(m, loader(), loader())
+    trainer(max_steps=-1, max_epochs=1, limit_train_batches=1, limit_val_batches=1).fit(
+        m, loader(), loader()
+    )
     assert ("train", True) in seen and ("val", False) in seen
     assert ("train", False) not in seen
 
@@ -320,7 +339,9 @@ def test_batch_transform_dict_per_stage():
         return regression_forward(self, batch, stage)
 
     m = make_module(forward=fwd, batch_transforms={"val": val_t})
-    trainer(max_steps=1, limit_val_batches=1).fit(m, loader(), loader())
+    trainer(max_steps=-1, max_epochs=1, limit_train_batches=1, limit_val_batches=1).fit(
+        m, loader(), loader()
+    )
     assert ("train", False) in seen and ("val", True) in seen
 
 
@@ -349,9 +370,13 @@ def test_batch_transform_state_survives_checkpoint(tmp_path):
 
 
 def test_checkpoint_round_trip(tmp_path):
-    m = make_module(hparams={"lr": 0.01, "note": "x"}, optim={"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}})
+    optim = {
+        "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9},
+        "scheduler": {"type": "CosineAnnealingLR", "T_max": 10},
+    }
+    m = make_module(hparams={"lr": 0.01, "note": "x"}, optim=optim)
     t = trainer(max_steps=3, enable_checkpointing=True, default_root_dir=tmp_path)
-    t.fit(m, loader())
+    t.fit(m, loader(n=4))  # one batch per epoch: every step sees the same batch
     path = tmp_path / "final.ckpt"
     t.save_checkpoint(path)
 
@@ -364,12 +389,14 @@ def test_checkpoint_round_trip(tmp_path):
     batch = {"image": torch.randn(3, 6), "label": torch.zeros(3, dtype=torch.long)}
     torch.testing.assert_close(loaded(batch, "val")["logits"], m(batch, "val")["logits"])
 
-    # resuming restores optimiser (momentum) and scheduler state and continues counting steps
-    m2 = make_module(optim={"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}})
+    # resuming restores optimiser (momentum) and scheduler state and continues counting steps:
+    # 3 steps + resume to 5 equals 5 uninterrupted steps (Lightning's resume may re-enumerate
+    # batches, hence a single-batch epoch)
+    m2 = make_module(optim=optim)
     t2 = trainer(max_steps=5)
-    t2.fit(m2, loader(), ckpt_path=path)
+    t2.fit(m2, loader(n=4), ckpt_path=path)
     assert t2.global_step == 5
-    ref = trainer(max_steps=5)
-    m3 = make_module(optim={"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}})
-    ref.fit(m3, loader())
+    m3 = make_module(optim=optim)
+    trainer(max_steps=5).fit(m3, loader(n=4))
     torch.testing.assert_close(m2.backbone.weight, m3.backbone.weight)
+    assert t2.lr_scheduler_configs[0].scheduler.last_epoch == 5

@@ -7,11 +7,9 @@ import itertools
 
 import pytest
 import ssl_core
+import ssl_forwards
 import ssl_losses
 import torch
-from torch import nn
-
-import ssl_forwards
 from ssl_forwards import (
     barlow_twins_forward,
     byol_forward,
@@ -20,6 +18,7 @@ from ssl_forwards import (
     supervised_forward,
     vicreg_forward,
 )
+from torch import nn
 
 DIM, FEAT, PROJ = 6, 5, 4
 
@@ -282,7 +281,9 @@ def test_byol_teacher_gets_no_gradient(flat_batch) -> None:
     module(flat_batch(), "train")["loss"].backward()
     for wrapper in (module.backbone, module.projector):
         assert all(p.grad is None and not p.requires_grad for p in wrapper.teacher.parameters())
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in wrapper.student.parameters())
+        assert all(
+            p.grad is not None and p.grad.abs().sum() > 0 for p in wrapper.student.parameters()
+        )
     assert all(p.grad.abs().sum() > 0 for p in module.predictor.parameters())
 
 

@@ -10,10 +10,9 @@ import ssl_callbacks
 import ssl_core
 import ssl_losses
 import torch
+from ssl_forwards import SUPPORT_SET_KEY, nearest_neighbours, nnclr_forward
 from torch import nn
 from torch.utils.data import DataLoader
-
-from ssl_forwards import SUPPORT_SET_KEY, nearest_neighbours, nnclr_forward
 
 DIM, FEAT, PROJ = 6, 5, 4
 

@@ -59,13 +59,16 @@ def lazy_alias(
                 if module is not None:
                     return module
         modules = [m for m in (_import(t) for t in targets) if m is not None]
-        for module in modules:
-            if hasattr(module, name):
-                return getattr(module, name)
-        for suffix in suffixes:
+        found = [getattr(m, name) for m in modules if hasattr(m, name)]
+        for value in found:
+            if not isinstance(value, ModuleType):
+                return value
+        for suffix in suffixes:  # before submodules: forward.simclr is simclr_forward
             for module in modules:
                 if hasattr(module, name + suffix):
                     return getattr(module, name + suffix)
+        if found:
+            return found[0]
         for target in targets:
             module = _import(f"{target}.{name}")
             if module is not None:

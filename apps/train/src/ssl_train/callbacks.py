@@ -55,18 +55,23 @@ class RNGStateCallback(pl.Callback):
 class LoaderStateCallback(pl.Callback):
     """Make mid-epoch resumes continue with the batches not trained on yet.
 
-    Counts the training batches consumed in the current epoch (consumed means trained on, not
-    merely prefetched) and stores ``{"epoch", "consumed"}`` in checkpoints. On resume, before the
-    restarted epoch iterates its loader, it tells the loader (anything with ``skip_next(n)``, such
-    as :class:`ssl_train.data.InMemoryLoader`) to skip the batches already consumed; the loader's
-    order is a function of ``(seed, epoch)``, so the remaining batches are exactly those an
-    uninterrupted run would have seen.
+    Counts the training batches consumed in the current epoch (trained on, not merely
+    prefetched) and stores ``{"epoch", "consumed"}`` in checkpoints (a finished epoch is stored
+    as the start of the next). On restore it hands the position to the datamodule
+    (``datamodule.resume_at(epoch, consumed)``, see :class:`ssl_train.data.DataModule`) before
+    Lightning creates the training iterator; the loader's order is a function of
+    ``(seed, epoch)``, so the remaining batches are exactly those an uninterrupted run sees.
+
+    Args:
+        datamodule: The datamodule to position on restore (anything with ``resume_at``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, datamodule: Any = None) -> None:
+        self.datamodule = datamodule
         self.epoch = 0
         self.consumed = 0
-        self._pending: dict[str, int] | None = None
+        self.batches_per_epoch: float = float("inf")
+        self._restored: dict[str, int] | None = None
 
     @property
     def state_key(self) -> str:
@@ -74,26 +79,25 @@ class LoaderStateCallback(pl.Callback):
         return "LoaderState"
 
     def state_dict(self) -> dict[str, int]:
-        """Return the position in the current epoch."""
+        """Return the position in the training data."""
+        if self.consumed >= self.batches_per_epoch:
+            return {"epoch": self.epoch + 1, "consumed": 0}
         return {"epoch": self.epoch, "consumed": self.consumed}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Remember the position to restore at the start of the restarted epoch."""
-        self._pending = dict(state_dict)
+        """Position the datamodule's training loader at the saved place."""
+        self._restored = dict(state_dict)
+        resume_at = getattr(self.datamodule, "resume_at", None)
+        if resume_at is not None:
+            resume_at(int(state_dict["epoch"]), int(state_dict["consumed"]))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Reset the count, or apply a restored position to the loader."""
+        """Start counting (from the restored count in a resumed epoch)."""
         self.epoch = trainer.current_epoch
-        pending, self._pending = self._pending, None
-        if pending is not None and pending["epoch"] == self.epoch and pending["consumed"] > 0:
-            self.consumed = pending["consumed"]
-            loaders = trainer.train_dataloader
-            flat = loaders.values() if isinstance(loaders, dict) else (
-                loaders if isinstance(loaders, list | tuple) else [loaders]
-            )
-            for loader in flat:
-                if hasattr(loader, "skip_next"):
-                    loader.skip_next(self.consumed)
+        self.batches_per_epoch = trainer.num_training_batches
+        restored, self._restored = self._restored, None
+        if restored is not None and restored["epoch"] == self.epoch:
+            self.consumed = restored["consumed"]
         else:
             self.consumed = 0
 

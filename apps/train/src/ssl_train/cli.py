@@ -16,6 +16,16 @@ import hydra
 from omegaconf import DictConfig
 
 
+def download_hint(cfg: DictConfig, hydra_cfg: DictConfig) -> str:
+    """The exact command that retries this run with downloads allowed."""
+    overrides = [o for o in hydra_cfg.overrides.task if not o.lstrip("+").startswith("data.download=")]
+    if not str(hydra_cfg.job.config_name).startswith("config"):
+        overrides = ["--config-name", str(hydra_cfg.job.config_name), *overrides]
+    root = (cfg.get("data") or {}).get("root")
+    where = f" (into {root})" if root else ""
+    return f"To download it{where}, run:\n  ssl-train {' '.join([*overrides, 'data.download=true'])}"
+
+
 def _task(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -37,7 +47,7 @@ def _task(cfg: DictConfig) -> float | None:
         from ssl_data import DatasetUnavailableError
 
         if isinstance(err, DatasetUnavailableError):
-            raise SystemExit(f"ssl-train: {err}") from None
+            raise SystemExit(f"ssl-train: {err}\n{download_hint(cfg, hydra_cfg)}") from None
         raise
     if result is None:
         return None
@@ -53,8 +63,10 @@ _hydra_main = hydra.main(config_path="conf", config_name="config", version_base=
 
 def main(argv: list[str] | None = None) -> None:
     """Run the training app (``ssl-train``); ``argv`` replaces ``sys.argv[1:]`` when given."""
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
+    from ssl_train.config import app_overrides
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    sys.argv = [sys.argv[0], *app_overrides(args)]
     _hydra_main()
 
 

@@ -200,6 +200,28 @@ def trainer_kwargs_check(trainer_cfg: DictConfig) -> None:
             )
 
 
+def app_overrides(overrides: list[str]) -> list[str]:
+    """Turn ``key=value`` overrides of app settings into ``++key=value``.
+
+    The app's settings (``seed``, ``resume``, ``checkpoint.every_n_steps``, ...) have schema
+    defaults, so a standalone config need not list them; ``++`` sets them whether or not the
+    composed config has the key.
+
+    Example:
+        >>> app_overrides(["progress_bar=none", "trainer.max_epochs=1"])
+        ['++progress_bar=none', 'trainer.max_epochs=1']
+    """
+    app_keys = {f.name for f in fields(AppConfig)} - {"data", "backbone", "module", "callbacks",
+                                                       "trainer", "embedding_dim"}
+    out = []
+    for item in overrides:
+        head = item.split("=", 1)[0]
+        if "=" in item and head[:1] not in "+~" and head.split(".")[0] in app_keys:
+            item = "++" + item
+        out.append(item)
+    return out
+
+
 def compose(
     overrides: list[str] | None = None,
     config_name: str = "config",
@@ -226,7 +248,7 @@ def compose(
     else:
         ctx = initialize_config_module(CONFIG_MODULE, version_base="1.3")
     with ctx:
-        return hydra_compose(config_name, overrides=list(overrides or []))
+        return hydra_compose(config_name, overrides=app_overrides(list(overrides or [])))
 
 
 def resolve_resume(resume: str) -> tuple[Path, Path]:

@@ -212,6 +212,15 @@ class DataModule(pl.LightningDataModule):
         self.root = root
         self.download = download
         self.loaders: dict[str, InMemoryLoader] = {}
+        self._resume_position: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, consumed: int) -> None:
+        """Start the next training pass at ``epoch`` after ``consumed`` batches (on resume).
+
+        Called while a checkpoint is restored, before Lightning creates (and prefetches from)
+        the training iterator.
+        """
+        self._resume_position = (int(epoch), int(consumed))
 
     def _loader(self, split: str) -> InMemoryLoader:
         if split in self.loaders:
@@ -235,8 +244,14 @@ class DataModule(pl.LightningDataModule):
         return loader
 
     def train_dataloader(self) -> InMemoryLoader:
-        """Return the training loader."""
-        return self._loader("train")
+        """Return the training loader (positioned for a resume when one is pending)."""
+        loader = self._loader("train")
+        if self._resume_position is not None:
+            epoch, consumed = self._resume_position
+            self._resume_position = None
+            loader.sampler.set_epoch(epoch)
+            loader.skip_next(consumed)
+        return loader
 
     def val_dataloader(self) -> InMemoryLoader | list:
         """Return the validation loader (an empty list when there is no val split)."""

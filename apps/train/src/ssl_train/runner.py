@@ -235,7 +235,7 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
     throughput = app_callbacks.ThroughputMonitor()
     own: list[Any] = [
         app_callbacks.RNGStateCallback(),
-        app_callbacks.LoaderStateCallback(),
+        app_callbacks.LoaderStateCallback(datamodule),
         throughput,
         history,
         app_callbacks.LastCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint.every_n_steps),
@@ -350,7 +350,8 @@ def run(
     outputs.write_summary(run_dir / "summary.json", {
         "metrics": metrics, "images_per_s": images_per_s, "wall_s": wall,
         "paths": paths, "history": history, "load_backbone": load_line,
-        "added_callbacks": parts["added"],
+        "added_callbacks": parts["added"], "world_size": trainer.world_size,
+        "global_step": trainer.global_step,
     })
     if cfg.summary:
         outputs.print_summary(

@@ -19,7 +19,7 @@ def gaussian_kernels(kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
 def gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
     """Blur image ``i`` with an isotropic Gaussian of standard deviation ``sigma[i]``.
 
-    Separable depthwise convolution with reflect padding, as torchvision's ``gaussian_blur``.
+    Separable filter with reflect padding, as torchvision's ``gaussian_blur``.
 
     Args:
         image: ``[B, C, H, W]`` float images.
@@ -29,16 +29,23 @@ def gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: torch.Tensor) ->
     Returns:
         The blurred ``[B, C, H, W]`` images.
     """
-    n, c, h, w = image.shape
+    n, _, h, w = image.shape
     if n == 0:
         return image
-    kernel = gaussian_kernels(kernel_size, sigma).to(image.dtype).repeat_interleave(c, dim=0)
+    # Separable filter as kernel_size shifted multiply-adds with per-image weights: measured
+    # 2-4x faster on CPU than a grouped conv2d with one group per (image, channel).
+    kernel = gaussian_kernels(kernel_size, sigma).to(image.dtype)
     pad = kernel_size // 2
-    x = image.reshape(1, n * c, h, w)
-    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    x = F.conv2d(x, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
-    x = F.conv2d(x, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
-    return x.view(n, c, h, w)
+    x = F.pad(image, (pad, pad, pad, pad), mode="reflect")
+    kx = kernel.view(n, 1, 1, kernel_size)
+    rows = x[..., 0:w] * kx[..., 0:1]
+    for t in range(1, kernel_size):
+        rows.addcmul_(x[..., t : t + w], kx[..., t : t + 1])
+    ky = kernel.view(n, 1, kernel_size, 1)
+    out = rows[..., 0:h, :] * ky[..., 0:1, :]
+    for t in range(1, kernel_size):
+        out.addcmul_(rows[..., t : t + h, :], ky[..., t : t + 1, :])
+    return out
 
 
 class GaussianBlur(BatchTransform):

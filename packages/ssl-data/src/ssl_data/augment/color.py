@@ -48,7 +48,9 @@ def adjust_contrast(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     channel_mean = image.mean(dim=(2, 3))
     if image.shape[1] == 3:  # mean of the luma = luma of the channel means
         channel_mean = channel_mean @ torch.tensor(_LUMA, device=image.device)
-    return _blend_(image, channel_mean.reshape(-1, 1, 1, 1), factor)
+    # f * x + (1 - f) * mean with per-image scalars: mul_/add_ are faster than a broadcast lerp_
+    f = factor.view(-1, 1, 1, 1)
+    return image.mul_(f).add_((1.0 - f) * channel_mean.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
 def adjust_saturation(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -72,17 +74,20 @@ def adjust_hue(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     maxc = torch.maximum(torch.maximum(r, g), b)
     minc = torch.minimum(torch.minimum(r, g), b)
     delta = maxc - minc
-    inv = torch.where(delta > 0, delta.reciprocal(), 0.0)
-    # torchvision picks R when max == r, else G when max == g, else B.
-    hue6 = torch.where(
-        r == maxc,
-        (g - b).mul_(inv),
-        torch.where(g == maxc, (b - r).mul_(inv).add_(2.0), (r - g).mul_(inv).add_(4.0)),
+    # Where delta == 0 all numerators below are 0 too, so any finite inverse gives hue 0.
+    inv = delta.clamp_min(1e-12).reciprocal_()
+    # torchvision picks R when max == r, else G when max == g, else B. The selections use lerp
+    # with 0/1 float weights: torch.where and remainder are several times slower on CPU.
+    hue6 = torch.lerp(
+        (r - g).mul_(inv).add_(4.0), (b - r).mul_(inv).add_(2.0), (g == maxc).to(image.dtype)
     )
-    hue6 = hue6.add_(6.0 * factor.view(-1, 1, 1)).unsqueeze(1)
+    hue6 = hue6.lerp_((g - b).mul_(inv), (r == maxc).to(image.dtype))
+    # hue6 is in [-1, 5] and the shift in [-3, 3]: adding 6 keeps k positive, so fmod == mod.
+    hue6 = hue6.add_(6.0 * factor.view(-1, 1, 1) + 6.0).unsqueeze(1)
     offsets = torch.tensor([5.0, 3.0, 1.0], device=image.device).view(1, 3, 1, 1)
-    k = torch.add(hue6, offsets, out=image).remainder_(6.0)  # image is no longer needed
-    weight = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    k = torch.add(hue6, offsets, out=image).fmod_(6.0)  # image is no longer needed
+    # clamp(min(k, 4 - k), 0, 1) == clamp(2 - |k - 2|, 0, 1)
+    weight = k.sub_(2.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0)
     return weight.mul_(delta.unsqueeze(1)).neg_().add_(maxc.unsqueeze(1)).clamp_(0.0, 1.0)
 
 
@@ -213,8 +218,14 @@ class Solarize(BatchTransform):
 
     def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Solarize the selected images."""
-        mask = bernoulli(image.shape[0], self.p, image.device, generator).view(-1, 1, 1, 1)
-        return torch.where(mask & (image >= self.threshold), 1.0 - image, image, out=image)
+        mask = bernoulli(image.shape[0], self.p, image.device, generator)
+        idx = torch.nonzero(mask).squeeze(1)
+        if idx.numel() == 0:
+            return image
+        sub = image.index_select(0, idx)
+        # x -> 1 - x where x >= threshold (lerp with a 0/1 weight; torch.where is slow on CPU)
+        sub = sub.lerp_(1.0 - sub, (sub >= self.threshold).to(sub.dtype))
+        return image.index_copy_(0, idx, sub)
 
 
 class Normalize(BatchTransform):
