@@ -10,7 +10,8 @@ from hydra.utils import get_class, get_method
 def test_import_stable_ssl_is_lazy() -> None:
     code = (
         "import sys, stable_ssl, stable_pretraining; "
-        "heavy = [m for m in ('torch', 'lightning', 'ssl_core', 'ssl_forwards') if m in sys.modules]; "
+        "names = ('torch', 'lightning', 'ssl_core', 'ssl_forwards'); "
+        "heavy = [m for m in names if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -62,11 +63,10 @@ def test_dotted_names_resolve_like_hydra_does(dotted: str, expected: str) -> Non
 
 
 def test_from_imports_work() -> None:
-    from stable_pretraining.forward import byol_forward
-    from stable_ssl.losses import VICRegLoss
-
     import ssl_forwards
     import ssl_losses
+    from stable_pretraining.forward import byol_forward
+    from stable_ssl.losses import VICRegLoss
 
     assert byol_forward is ssl_forwards.byol_forward
     assert VICRegLoss is ssl_losses.VICRegLoss

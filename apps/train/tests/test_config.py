@@ -5,14 +5,17 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
-
 from ssl_train import ConfigError, compose
 from ssl_train.config import app_overrides, resume_config
 from ssl_train.runner import build, prepare
 
 TINY = [
-    "data.train.limit=32", "data.val.limit=32", "data.train.batch_size=16",
-    "data.val.batch_size=16", "progress_bar=none", "summary=false",
+    "data.train.limit=32",
+    "data.val.limit=32",
+    "data.train.batch_size=16",
+    "data.val.batch_size=16",
+    "progress_bar=none",
+    "summary=false",
 ]
 
 
@@ -32,7 +35,9 @@ def test_embedding_dim_follows_the_backbone() -> None:
     assert cfg.callbacks.probe.probe.in_features == 512
 
 
-@pytest.mark.parametrize("group,bad", [("method", "simclrr"), ("data", "cifar11"), ("backbone", "rn18")])
+@pytest.mark.parametrize(
+    "group,bad", [("method", "simclrr"), ("data", "cifar11"), ("backbone", "rn18")]
+)
 def test_unknown_group_choice_lists_the_choices(group: str, bad: str) -> None:
     with pytest.raises(MissingConfigException) as err:
         compose([f"{group}={bad}"])
@@ -74,7 +79,10 @@ def test_unknown_target_names_the_path_and_the_alternatives() -> None:
 
 def test_app_overrides_force_add_app_settings_only() -> None:
     assert app_overrides(["seed=3", "checkpoint.mode=min", "trainer.max_epochs=1", "+x=1"]) == [
-        "++seed=3", "++checkpoint.mode=min", "trainer.max_epochs=1", "+x=1",
+        "++seed=3",
+        "++checkpoint.mode=min",
+        "trainer.max_epochs=1",
+        "+x=1",
     ]
 
 
@@ -102,7 +110,6 @@ def test_teacher_student_callback_is_added_for_wrappers(tmp_path: Path) -> None:
 
 def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:
     from ssl_data import DatasetUnavailableError
-
     from ssl_train.runner import run
 
     with pytest.raises(DatasetUnavailableError, match="download"):
@@ -112,16 +119,20 @@ def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:
 def test_download_hint_is_the_exact_command() -> None:
     from ssl_train.cli import download_hint
 
-    hydra_cfg = OmegaConf.create({
-        "overrides": {"task": ["data=cifar10", "data.root=/d"]},
-        "job": {"config_name": "config"},
-    })
+    hydra_cfg = OmegaConf.create(
+        {
+            "overrides": {"task": ["data=cifar10", "data.root=/d"]},
+            "job": {"config_name": "config"},
+        }
+    )
     hint = download_hint(OmegaConf.create({"data": {"root": "/d"}}), hydra_cfg)
     assert hint.endswith("ssl-train data=cifar10 data.root=/d data.download=true")
 
 
 def test_resume_config_reapplies_value_overrides_and_guards_groups(tmp_path: Path) -> None:
-    OmegaConf.save(OmegaConf.create({"seed": 1, "trainer": {"max_epochs": 2}}), tmp_path / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create({"seed": 1, "trainer": {"max_epochs": 2}}), tmp_path / "config.yaml"
+    )
     OmegaConf.save(OmegaConf.create({"method": "byol"}), tmp_path / "choices.yaml")
     cfg = OmegaConf.create({"resume": str(tmp_path)})
     out = resume_config(cfg, tmp_path, ["resume=x", "trainer.max_epochs=5", "method=byol"])

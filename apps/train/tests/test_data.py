@@ -1,9 +1,11 @@
 """The app's in-memory loader: sharding, per-epoch order, resume skipping, DataModule checks."""
 
+import functools
+import operator
+
 import pytest
 import torch
 from ssl_data import TensorImageDataset
-
 from ssl_train.data import DataModule, InMemoryLoader
 
 
@@ -31,7 +33,7 @@ def test_epoch_order_is_a_function_of_seed_and_epoch() -> None:
     b = InMemoryLoader(_dataset(), batch_size=5, shuffle=True, drop_last=True, seed=3)
     first = _ids(a)
     assert first == _ids(b)
-    assert sorted(sum(first, [])) == list(range(20))
+    assert sorted(functools.reduce(operator.iadd, first, [])) == list(range(20))
     a.sampler.set_epoch(1)
     assert _ids(a) != first
     b.sampler.set_epoch(1)
@@ -43,7 +45,7 @@ def test_ranks_get_disjoint_equal_shares() -> None:
         InMemoryLoader(_dataset(21), batch_size=4, shuffle=True, seed=0, rank=r, world_size=2)
         for r in range(2)
     ]
-    ids = [sum(_ids(s), []) for s in shards]
+    ids = [functools.reduce(operator.iadd, _ids(s), []) for s in shards]
     assert len(ids[0]) == len(ids[1]) == 10
     assert not set(ids[0]) & set(ids[1])
 
@@ -58,7 +60,7 @@ def test_skip_next_resumes_mid_epoch_once() -> None:
 
 def test_limit_and_empty_loader_errors() -> None:
     loader = InMemoryLoader(_dataset(), batch_size=4, limit=8)
-    assert sorted(sum(_ids(loader), [])) == list(range(8))
+    assert sorted(functools.reduce(operator.iadd, _ids(loader), [])) == list(range(8))
     with pytest.raises(ValueError, match="lower the batch size"):
         InMemoryLoader(_dataset(), batch_size=32, drop_last=True)
 

@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ssl_train import compose, run
 
 TINY = [
-    "data.train.limit=64", "data.val.limit=32", "data.train.batch_size=16",
-    "data.val.batch_size=32", "callbacks.knn.queue_length=64", "progress_bar=none", "summary=false",
+    "data.train.limit=64",
+    "data.val.limit=32",
+    "data.train.batch_size=16",
+    "data.val.batch_size=32",
+    "callbacks.knn.queue_length=64",
+    "progress_bar=none",
+    "summary=false",
 ]
 METHODS = ["simclr", "nnclr", "byol", "vicreg", "barlow_twins", "supervised"]
 
@@ -50,8 +54,13 @@ def test_public_shape_examples_run(name: str, tmp_path: Path) -> None:
     examples = Path(__file__).resolve().parents[1] / "configs" / "examples"
     assert (examples / f"{name}.yaml").is_file()
     overrides = [
-        "+data.train.limit=32", "+data.val.limit=32", "data.train.batch_size=16",
-        "data.val.batch_size=32", "+trainer.max_steps=2", "progress_bar=none", "summary=false",
+        "+data.train.limit=32",
+        "+data.val.limit=32",
+        "data.train.batch_size=16",
+        "data.val.batch_size=32",
+        "+trainer.max_steps=2",
+        "progress_bar=none",
+        "summary=false",
     ]
     result = run(compose(overrides, config_name=name, config_dir=examples), run_dir=tmp_path)
     assert result is not None and result.metrics["train/loss"] == result.metrics["train/loss"]
@@ -64,8 +73,12 @@ def test_public_shape_examples_run(name: str, tmp_path: Path) -> None:
 def test_cli_multirun_writes_every_output(tmp_path: Path) -> None:
     """``ssl-train -m`` with two methods; each job's run dir has the full set of outputs."""
     args = [
-        "-m", "method=simclr,vicreg", "trainer.max_epochs=2", "checkpoint.every_n_steps=2",
-        f"hydra.sweep.dir={tmp_path}", *[t for t in TINY if t != "summary=false"],
+        "-m",
+        "method=simclr,vicreg",
+        "trainer.max_epochs=2",
+        "checkpoint.every_n_steps=2",
+        f"hydra.sweep.dir={tmp_path}",
+        *[t for t in TINY if t != "summary=false"],
     ]
     proc = subprocess.run(_cli() + args, capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -73,8 +86,16 @@ def test_cli_multirun_writes_every_output(tmp_path: Path) -> None:
     assert "Load the backbone:" in proc.stdout
     for job in ("0", "1"):
         run_dir = tmp_path / job
-        for name in ("config.yaml", "metrics.csv", "checkpoints/last.ckpt", "backbone.pt",
-                     "load_backbone.py", "plots/loss.png", "plots/accuracy.png", "summary.json"):
+        for name in (
+            "config.yaml",
+            "metrics.csv",
+            "checkpoints/last.ckpt",
+            "backbone.pt",
+            "load_backbone.py",
+            "plots/loss.png",
+            "plots/accuracy.png",
+            "summary.json",
+        ):
             assert (run_dir / name).is_file(), name
         assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -93,19 +114,28 @@ def test_cli_multirun_writes_every_output(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     common = [
-        "trainer.max_epochs=2", "trainer.deterministic=true", "checkpoint.every_n_steps=3",
-        "trainer.log_every_n_steps=1", *TINY,
+        "trainer.max_epochs=2",
+        "trainer.deterministic=true",
+        "checkpoint.every_n_steps=3",
+        "trainer.log_every_n_steps=1",
+        *TINY,
     ]  # 4 steps per epoch: last.ckpt after step 3 and 4 (epoch end) and 6 (mid-epoch 2)
     reference = run(compose(common), run_dir=tmp_path / "reference")
     killed = tmp_path / "killed"
     proc = subprocess.run(
-        _cli() + [*common, "fault.sigkill_at_step=7", f"hydra.run.dir={killed}"],
-        capture_output=True, text=True, env=_env(), timeout=300,
+        [*_cli(), *common, "fault.sigkill_at_step=7", f"hydra.run.dir={killed}"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
     )
     assert proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), proc.stderr[-3000:]
     assert not (killed / "summary.json").exists()
     ckpt = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["global_step"] == 6 and ckpt["callbacks"]["LoaderState"] == {"epoch": 1, "consumed": 2}
+    assert ckpt["global_step"] == 6 and ckpt["callbacks"]["LoaderState"] == {
+        "epoch": 1,
+        "consumed": 2,
+    }
 
     resumed = run(compose([f"resume={killed}"]), run_dir=tmp_path / "unused")
     assert resumed is not None and reference is not None
@@ -125,8 +155,12 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
 @pytest.mark.ddp
 def test_two_process_cpu_ddp_run(tmp_path: Path) -> None:
     args = [
-        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
-        "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}", *TINY,
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path}",
+        *TINY,
     ]
     proc = subprocess.run(_cli() + args, capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

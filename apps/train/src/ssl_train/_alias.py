@@ -83,9 +83,10 @@ def lazy_alias(
         for target in targets:
             module = _import(target)
             if module is not None:
-                names.update(getattr(module, "__all__", None) or [
-                    n for n in vars(module) if not n.startswith("_")
-                ])
+                names.update(
+                    getattr(module, "__all__", None)
+                    or [n for n in vars(module) if not n.startswith("_")]
+                )
         return sorted(names)
 
     return __getattr__, __dir__

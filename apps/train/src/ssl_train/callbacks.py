@@ -29,12 +29,17 @@ class RNGStateCallback(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Return the current RNG states."""
-        kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+        kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]  # noqa: NPY002
         state: dict[str, Any] = {
             "torch": torch.get_rng_state(),
             # plain types only, so the checkpoint also loads with torch.load(weights_only=True)
-            "numpy": [str(kind), torch.from_numpy(np.asarray(keys).copy()), int(pos),
-                      int(has_gauss), float(cached)],
+            "numpy": [
+                str(kind),
+                torch.from_numpy(np.asarray(keys).copy()),
+                int(pos),
+                int(has_gauss),
+                float(cached),
+            ],
             "python": random.getstate(),
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -45,7 +50,9 @@ class RNGStateCallback(pl.Callback):
         """Restore RNG states saved by :meth:`state_dict`."""
         torch.set_rng_state(state_dict["torch"])
         kind, keys, pos, has_gauss, cached = state_dict["numpy"]
-        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        np.random.set_state(  # noqa: NPY002
+            (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+        )
         version, internal, gauss = state_dict["python"]
         random.setstate((version, tuple(internal), gauss))
         if "cuda" in state_dict and torch.cuda.is_available():
@@ -102,7 +109,11 @@ class LoaderStateCallback(pl.Callback):
             self.consumed = 0
 
     def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
     ) -> None:
         """Count a consumed batch."""
@@ -125,7 +136,11 @@ class LastCheckpoint(Checkpoint):
         self.every_n_steps = every_n_steps or 0
 
     def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
     ) -> None:
         """Save every ``every_n_steps`` steps (not on the last batch: the epoch end saves)."""
@@ -170,7 +185,11 @@ class ThroughputMonitor(pl.Callback):
         self._start = time.perf_counter()
 
     def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
     ) -> None:
         """Stop the clock and log the step's throughput."""
@@ -188,8 +207,12 @@ class ThroughputMonitor(pl.Callback):
             self.seconds += elapsed
         if elapsed > 0:
             pl_module.log(
-                "perf/images_per_s", images / elapsed, prog_bar=True, on_step=True,
-                on_epoch=False, batch_size=images,
+                "perf/images_per_s",
+                images / elapsed,
+                prog_bar=True,
+                on_step=True,
+                on_epoch=False,
+                batch_size=images,
             )
 
 
@@ -236,7 +259,11 @@ class SigkillAtStep(pl.Callback):
         self.step = int(step)
 
     def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
     ) -> None:
         """Die at the configured step."""

@@ -18,12 +18,16 @@ from omegaconf import DictConfig
 
 def download_hint(cfg: DictConfig, hydra_cfg: DictConfig) -> str:
     """The exact command that retries this run with downloads allowed."""
-    overrides = [o for o in hydra_cfg.overrides.task if not o.lstrip("+").startswith("data.download=")]
+    overrides = [
+        o for o in hydra_cfg.overrides.task if not o.lstrip("+").startswith("data.download=")
+    ]
     if not str(hydra_cfg.job.config_name).startswith("config"):
         overrides = ["--config-name", str(hydra_cfg.job.config_name), *overrides]
     root = (cfg.get("data") or {}).get("root")
     where = f" (into {root})" if root else ""
-    return f"To download it{where}, run:\n  ssl-train {' '.join([*overrides, 'data.download=true'])}"
+    return (
+        f"To download it{where}, run:\n  ssl-train {' '.join([*overrides, 'data.download=true'])}"
+    )
 
 
 def _task(cfg: DictConfig) -> float | None:

@@ -144,7 +144,8 @@ def _signature_params(target: Any) -> tuple[set[str], bool] | None:
     except (TypeError, ValueError):
         return None
     names = {
-        p.name for p in sig.parameters.values()
+        p.name
+        for p in sig.parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
     var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
@@ -162,7 +163,7 @@ def check_targets(node: Any, path: str) -> None:
         ConfigError: An unimportable target or an argument its signature does not accept.
     """
     if isinstance(node, ListConfig):
-        for i, item in enumerate(node):
+        for i, _item in enumerate(node):
             check_targets(node._get_node(i), f"{path}[{i}]")
         return
     if not isinstance(node, DictConfig):
@@ -211,8 +212,14 @@ def app_overrides(overrides: list[str]) -> list[str]:
         >>> app_overrides(["progress_bar=none", "trainer.max_epochs=1"])
         ['++progress_bar=none', 'trainer.max_epochs=1']
     """
-    app_keys = {f.name for f in fields(AppConfig)} - {"data", "backbone", "module", "callbacks",
-                                                       "trainer", "embedding_dim"}
+    app_keys = {f.name for f in fields(AppConfig)} - {
+        "data",
+        "backbone",
+        "module",
+        "callbacks",
+        "trainer",
+        "embedding_dim",
+    }
     out = []
     for item in overrides:
         head = item.split("=", 1)[0]

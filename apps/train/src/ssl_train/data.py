@@ -113,9 +113,11 @@ class InMemoryLoader:
         self._skip = int(batches)
 
     def state_dict(self) -> dict[str, int]:
-        """Lightning's resumable-loader hook; the position itself is restored by
-        :class:`ssl_train.callbacks.LoaderStateCallback` (which counts consumed, not prefetched,
-        batches), so there is nothing to store here."""
+        """Lightning's resumable-loader hook (nothing to store).
+
+        The position itself is restored by :class:`ssl_train.callbacks.LoaderStateCallback`,
+        which counts consumed (not merely prefetched) batches.
+        """
         return {}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:

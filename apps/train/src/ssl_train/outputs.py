@@ -69,8 +69,7 @@ def export_backbone(module: nn.Module, backbone_cfg: Any, run_dir: Path) -> tupl
     if call is not None:
         package = call.split(".", 1)[0]
         line = (
-            f"import torch, {package}; net = {call}; "
-            f"net.load_state_dict(torch.load({str(path)!r}))"
+            f"import torch, {package}; net = {call}; net.load_state_dict(torch.load({str(path)!r}))"
         )
     else:
         line = f"import torch; state_dict = torch.load({str(path)!r})  # then net.load_state_dict"
@@ -98,7 +97,8 @@ def write_plots(history: Sequence[Mapping[str, float]], out_dir: Path) -> list[P
     groups = {
         "loss.png": ("loss", [k for k in keys if "loss" in k and not k.endswith("_step")]),
         "accuracy.png": (
-            "accuracy", [k for k in keys if any(t in k for t in ("top1", "acc", "top5"))]
+            "accuracy",
+            [k for k in keys if any(t in k for t in ("top1", "acc", "top5"))],
         ),
     }
     written = []
@@ -181,7 +181,9 @@ def summary_rows(
             continue
         if "loss" in key or any(t in key for t in ("top1", "top5", "acc", "rankme")):
             rows.append((key, f"{metrics[key]:.4f}"))
-    rows.append(("images/s (train)", f"{images_per_s:,.0f}" if math.isfinite(images_per_s) else "-"))
+    rows.append(
+        ("images/s (train)", f"{images_per_s:,.0f}" if math.isfinite(images_per_s) else "-")
+    )
     rows.append(("wall time", f"{wall_s:.1f} s"))
     for name, path in paths.items():
         if path is not None:

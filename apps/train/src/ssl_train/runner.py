@@ -93,8 +93,10 @@ def fill_embedding_dim(cfg: DictConfig) -> None:
 
 def _callback_nodes(cfg: DictConfig) -> list[tuple[str, Any]]:
     nodes: list[tuple[str, Any]] = []
-    for section, container in (("callbacks", cfg.get("callbacks")),
-                               ("trainer.callbacks", (cfg.get("trainer") or {}).get("callbacks"))):
+    for section, container in (
+        ("callbacks", cfg.get("callbacks")),
+        ("trainer.callbacks", (cfg.get("trainer") or {}).get("callbacks")),
+    ):
         if container is None:
             continue
         if isinstance(container, DictConfig):
@@ -129,7 +131,9 @@ def _auto_callbacks(module: Any, callbacks: list[Any], forward: Any) -> list[Any
         length = int(hparams.get("support_set_size", 16384))
         added.append(ssl_callbacks.OnlineQueue(key=NNCLR_QUEUE_KEY, queue_length=length, dim=dim))
     has_wrapper = any(isinstance(m, TeacherStudentWrapper) for m in module.modules())
-    if has_wrapper and not any(isinstance(c, ssl_callbacks.TeacherStudentCallback) for c in callbacks):
+    if has_wrapper and not any(
+        isinstance(c, ssl_callbacks.TeacherStudentCallback) for c in callbacks
+    ):
         added.append(ssl_callbacks.TeacherStudentCallback())
     return added
 
@@ -140,16 +144,24 @@ def _loggers(cfg: DictConfig, run_dir: Path, extra: Any) -> list[Any]:
     # One CSV version per (re)start: csv/version_N/metrics.csv; run_dir/metrics.csv merges them.
     loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv")]
     if cfg.loggers.tensorboard:
-        if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
+        if not (
+            importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+        ):
             raise ConfigError(
-                "loggers.tensorboard=true needs TensorBoard: uv pip install 'ssl-train[tensorboard]'."
+                "loggers.tensorboard=true needs TensorBoard: "
+                "uv pip install 'ssl-train[tensorboard]'."
             )
         loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
     if cfg.loggers.wandb:
         if importlib.util.find_spec("wandb") is None:
             raise ConfigError("loggers.wandb=true needs wandb: uv pip install 'ssl-train[wandb]'.")
-        loggers.append(WandbLogger(project=cfg.loggers.wandb_project, save_dir=str(run_dir),
-                                   offline=cfg.loggers.wandb_offline))
+        loggers.append(
+            WandbLogger(
+                project=cfg.loggers.wandb_project,
+                save_dir=str(run_dir),
+                offline=cfg.loggers.wandb_offline,
+            )
+        )
     if extra not in (None, False, True):
         items = extra if isinstance(extra, ListConfig) else [extra]
         for i, node in enumerate(items):
@@ -250,8 +262,12 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
     want_best = trainer_cfg.pop("enable_checkpointing", True) is not False
     if cfg.checkpoint.monitor and want_best:
         best = ModelCheckpoint(
-            dirpath=ckpt_dir, filename="best-epoch{epoch}-step{step}", monitor=cfg.checkpoint.monitor,
-            mode=cfg.checkpoint.mode, save_top_k=1, auto_insert_metric_name=False,
+            dirpath=ckpt_dir,
+            filename="best-epoch{epoch}-step{step}",
+            monitor=cfg.checkpoint.monitor,
+            mode=cfg.checkpoint.mode,
+            save_top_k=1,
+            auto_insert_metric_name=False,
             save_on_train_epoch_end=False,
         )
         own.append(best)
@@ -276,8 +292,11 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
         enable_checkpointing=True,
     )
     parts = {
-        "history": history, "throughput": throughput, "best": best,
-        "added": [type(c).__name__ for c in added], "ckpt_dir": ckpt_dir,
+        "history": history,
+        "throughput": throughput,
+        "best": best,
+        "added": [type(c).__name__ for c in added],
+        "ckpt_dir": ckpt_dir,
     }
     return datamodule, module, trainer, parts
 
@@ -315,8 +334,9 @@ def run(
             OmegaConf.save(OmegaConf.create(dict(choices)), run_dir / "choices.yaml")
     datamodule, module, trainer, parts = build(cfg, run_dir)
     # weights_only=False: the checkpoint holds optimiser/callback states written by this app.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
-                weights_only=False)
+    trainer.fit(
+        module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=False
+    )
     if not trainer.is_global_zero:
         return None
 
@@ -329,14 +349,18 @@ def run(
         "config": run_dir / "config.yaml",
         "metrics_csv": run_dir / "metrics.csv",
         "last_ckpt": parts["ckpt_dir"] / "last.ckpt",
-        "best_ckpt": Path(parts["best"].best_model_path) if parts["best"] is not None
-        and parts["best"].best_model_path else None,
+        "best_ckpt": Path(parts["best"].best_model_path)
+        if parts["best"] is not None and parts["best"].best_model_path
+        else None,
     }
     load_line = None
     if cfg.export_backbone:
         exported = outputs.export_backbone(
-            module, OmegaConf.to_container(cfg.backbone) if cfg.get("backbone") is not None
-            else OmegaConf.to_container(cfg.module).get("backbone"), run_dir,  # type: ignore[union-attr]
+            module,
+            OmegaConf.to_container(cfg.backbone)
+            if cfg.get("backbone") is not None
+            else OmegaConf.to_container(cfg.module).get("backbone"),
+            run_dir,  # type: ignore[union-attr]
         )
         if exported is not None:
             paths["backbone"], load_line = exported
@@ -347,12 +371,20 @@ def run(
     wall = time.perf_counter() - start
     images_per_s = parts["throughput"].images_per_s
     result = RunResult(run_dir, metrics, images_per_s, wall, paths, history, parts["added"])
-    outputs.write_summary(run_dir / "summary.json", {
-        "metrics": metrics, "images_per_s": images_per_s, "wall_s": wall,
-        "paths": paths, "history": history, "load_backbone": load_line,
-        "added_callbacks": parts["added"], "world_size": trainer.world_size,
-        "global_step": trainer.global_step,
-    })
+    outputs.write_summary(
+        run_dir / "summary.json",
+        {
+            "metrics": metrics,
+            "images_per_s": images_per_s,
+            "wall_s": wall,
+            "paths": paths,
+            "history": history,
+            "load_backbone": load_line,
+            "added_callbacks": parts["added"],
+            "world_size": trainer.world_size,
+            "global_step": trainer.global_step,
+        },
+    )
     if cfg.summary:
         outputs.print_summary(
             outputs.summary_rows(metrics, images_per_s, wall, paths), f"ssl-train: {run_dir.name}"

@@ -1,4 +1,7 @@
-"""Alias of :mod:`ssl_core.backbone` (``stable_pretraining.backbone.from_torchvision``, ``.MLP``, ...)."""
+"""Alias of :mod:`ssl_core.backbone`.
+
+Example: ``stable_pretraining.backbone.from_torchvision``, ``.MLP``, ....
+"""
 
 from ssl_train._alias import lazy_alias
 

@@ -1,4 +1,7 @@
-"""Alias of :mod:`ssl_callbacks` (``stable_pretraining.callbacks.OnlineProbe``, ``.OnlineQueue``, ...)."""
+"""Alias of :mod:`ssl_callbacks`.
+
+Example: ``stable_pretraining.callbacks.OnlineProbe``, ``.OnlineQueue``, ....
+"""
 
 from ssl_train._alias import lazy_alias
 

@@ -1,4 +1,7 @@
-"""Alias of :mod:`ssl_forwards` (``stable_pretraining.forward.simclr_forward``; ``.simclr`` works too)."""
+"""Alias of :mod:`ssl_forwards`.
+
+Example: ``stable_pretraining.forward.simclr_forward``; ``.simclr`` works too.
+"""
 
 from ssl_train._alias import lazy_alias
 

@@ -1,4 +1,7 @@
-"""Alias of :mod:`ssl_core.optim` (``stable_pretraining.optim.LARS``, ``.lars.LARS``, ``.lr_scheduler``)."""
+"""Alias of :mod:`ssl_core.optim`.
+
+Example: ``stable_pretraining.optim.LARS``, ``.lars.LARS``, ``.lr_scheduler``.
+"""
 
 from ssl_train._alias import lazy_alias
 

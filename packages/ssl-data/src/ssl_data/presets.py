@@ -39,7 +39,9 @@ __all__ = [
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""Per-channel RGB mean of ImageNet in [0, 1] units, the default normalisation."""
 IMAGENET_STD = (0.229, 0.224, 0.225)
+"""Per-channel RGB standard deviation of ImageNet in [0, 1] units."""
 SMALL_IMAGE_MAX = 64
 
 

@@ -1,0 +1,1 @@
+"""The packaged Hydra configs of ssl-train (config groups and examples)."""

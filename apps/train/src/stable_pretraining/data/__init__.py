@@ -1,4 +1,7 @@
-"""Alias of :mod:`ssl_data` plus the app's ``DataModule`` (``stable_pretraining.data.fold_views``)."""
+"""Alias of :mod:`ssl_data` plus the app's ``DataModule``.
+
+Example: ``stable_pretraining.data.fold_views``.
+"""
 
 from ssl_train._alias import lazy_alias
 

@@ -28,6 +28,7 @@ FASHION_MNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
+"""Fashion-MNIST class names, indexed by label (0 = T-shirt/top ... 9 = Ankle boot)."""
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _PREFIX = {"train": "train", "test": "t10k"}
 

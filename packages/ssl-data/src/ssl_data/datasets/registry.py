@@ -23,6 +23,7 @@ DATASET_NAMES = (
     "stl10",
     "imagefolder",
 )
+"""Dataset names accepted by :func:`get_dataset`."""
 _LOADERS = MappingProxyType(
     {
         "fashion_mnist": load_fashion_mnist,
