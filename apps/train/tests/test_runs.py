@@ -37,7 +37,10 @@ def _env() -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_a_few_steps(method: str, tmp_path: Path) -> None:
-    result = run(compose([f"method={method}", "trainer.max_steps=2", *TINY]), run_dir=tmp_path)
+    # 32 samples at batch 16: one 2-step epoch, then validation (probe and kNN)
+    overrides = [f"method={method}", "trainer.max_epochs=1", "data.train.limit=32"]
+    overrides += [t for t in TINY if not t.startswith("data.train.limit")]
+    result = run(compose(overrides), run_dir=tmp_path)
     assert result is not None
     loss = result.metrics["train/loss"]
     assert loss == loss and abs(loss) < 1e4  # finite

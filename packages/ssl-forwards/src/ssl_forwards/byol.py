@@ -74,7 +74,9 @@ def byol_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
         return out
     projector = _require_wrapper(self, "projector")
     predictor = require(self, "predictor", _NAME, "ssl_core.backbone.MLP(...)")
-    loss_fn = getattr(self, "byol_loss", None) or BYOLLoss()
+    loss_fn = getattr(self, "byol_loss", None)
+    if loss_fn is None:
+        loss_fn = BYOLLoss()
 
     predictions = predictor(projector.forward_student(backbone.forward_student(image)))
     with torch.no_grad():

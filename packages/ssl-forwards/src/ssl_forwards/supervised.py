@@ -50,6 +50,8 @@ def supervised_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str
             "loss; use a labelled dataset that yields 'label', or an SSL forward such as "
             "simclr_forward for unlabelled data."
         )
-    loss_fn = getattr(self, "supervised_loss", None) or F.cross_entropy
+    loss_fn = getattr(self, "supervised_loss", None)
+    if loss_fn is None:
+        loss_fn = F.cross_entropy
     out["loss"] = as_scalar(loss_fn(out["logits"], batch["label"]), "supervised_forward", "loss")
     return out

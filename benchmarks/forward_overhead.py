@@ -6,7 +6,7 @@ the view-major layout (``z[:n], z[n:]``); ``simclr_forward`` folds by ``sample_i
 sort + ``index_select``) and checks attributes, stage and view count. The losses are compared as
 a check that the work is the same. Timings are interleaved round by round, median over rounds.
 
-Usage: ``uv run python packages/ssl-forwards/benchmarks/forward_overhead.py [--quick]``
+Usage: ``uv run python benchmarks/forward_overhead.py [--quick]``
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import ssl_core
 import ssl_losses
 import torch
 from ssl_core.backbone import MLP
-
 from ssl_forwards import simclr_forward
 
 RESULTS = Path(__file__).parent / "results" / "forward_overhead.json"
@@ -76,7 +75,7 @@ def main() -> None:
     losses = {name: m(batch, "train")["loss"].item() for name, m in modules.items()}
     assert abs(losses["hand_written"] - losses["simclr_forward"]) < 1e-5, losses
     times: dict[str, list[float]] = {name: [] for name in modules}
-    for name, module in modules.items():  # warm-up
+    for module in modules.values():  # warm-up
         time_steps(module, batch, 2)
     for _ in range(rounds):
         for name, module in modules.items():
