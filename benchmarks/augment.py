@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 import torch
-from ssl_data import DictDataset, TensorImageDataset, collate_batch, collate_views, presets
 from torch.utils.data import DataLoader, get_worker_info
+
+from ssl_data import DictDataset, TensorImageDataset, collate_batch, collate_views, presets
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 

@@ -18,9 +18,10 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
 import ssl_core
 import ssl_losses
-import torch
 from ssl_core.backbone import MLP
 from ssl_forwards import simclr_forward
 

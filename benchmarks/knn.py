@@ -24,6 +24,7 @@ from pathlib import Path
 import faiss
 import torch
 import torch.nn.functional as F
+
 from ssl_callbacks import build_index, search, weighted_vote
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
 from ssl_losses import BarlowTwinsLoss, NTXEntLoss, VICRegLoss
 
 ROOT = Path(__file__).resolve().parents[1]

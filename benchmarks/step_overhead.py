@@ -36,10 +36,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from ssl_core import Module
-from ssl_core.backbone import MLP, SmallResNet
 from torch import nn
 from torch.utils.data import DataLoader
+
+from ssl_core import Module
+from ssl_core.backbone import MLP, SmallResNet
 
 RESULTS = Path(__file__).parent / "results" / "step_overhead.json"
 SAMPLES, VIEWS, SIZE = 128, 2, 32

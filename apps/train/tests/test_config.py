@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
+
 from ssl_train import ConfigError, compose
 from ssl_train.config import app_overrides, resume_config
 from ssl_train.runner import build, prepare

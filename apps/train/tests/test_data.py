@@ -5,6 +5,7 @@ import operator
 
 import pytest
 import torch
+
 from ssl_data import TensorImageDataset
 from ssl_train.data import DataModule, InMemoryLoader
 

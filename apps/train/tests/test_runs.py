@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from ssl_train import compose, run
 
 TINY = [

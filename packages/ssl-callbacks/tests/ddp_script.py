@@ -6,9 +6,10 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from ssl_callbacks import OnlineKNN, OnlineQueue
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from ssl_callbacks import OnlineKNN, OnlineQueue
 
 
 class Rows(Dataset):

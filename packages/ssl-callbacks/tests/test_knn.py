@@ -1,8 +1,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from ssl_callbacks import MissingKeyError, OnlineKNN, build_index, search, weighted_vote
 from torchmetrics.classification import MulticlassAccuracy
+
+from ssl_callbacks import MissingKeyError, OnlineKNN, build_index, search, weighted_vote
 
 
 def brute_force_votes(bank, bank_labels, queries, k, num_classes, distance, temperature):

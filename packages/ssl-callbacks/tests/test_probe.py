@@ -1,8 +1,9 @@
 import lightning.pytorch as pl
 import pytest
 import torch
-from ssl_callbacks import OnlineKNN, OnlineProbe
 from torch import nn
+
+from ssl_callbacks import OnlineKNN, OnlineProbe
 
 
 def separable(n=96, dim=6, seed=0):

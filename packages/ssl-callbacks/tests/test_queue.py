@@ -1,6 +1,7 @@
 import lightning.pytorch as pl
 import pytest
 import torch
+
 from ssl_callbacks import MissingKeyError, OnlineKNN, OnlineQueue, RankMe
 from ssl_core.queues import QueueProvider, find_queue
 

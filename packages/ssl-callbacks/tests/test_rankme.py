@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from ssl_callbacks import RankMe, rankme
 
 

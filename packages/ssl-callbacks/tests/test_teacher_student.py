@@ -3,9 +3,10 @@ import math
 import lightning.pytorch as pl
 import pytest
 import torch
+from torch import nn
+
 from ssl_callbacks import OnlineKNN, OnlineProbe, TeacherStudentCallback
 from ssl_core import Module, TeacherStudentWrapper
-from torch import nn
 
 
 class RecordingWrapper(TeacherStudentWrapper):

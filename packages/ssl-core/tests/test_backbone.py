@@ -1,7 +1,8 @@
 import pytest
 import torch
-from ssl_core.backbone import MLP, SmallResNet, from_torchvision
 from torch import nn
+
+from ssl_core.backbone import MLP, SmallResNet, from_torchvision
 
 
 def test_from_torchvision_resnet_features():

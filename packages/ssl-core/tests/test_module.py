@@ -3,12 +3,13 @@ import re
 
 import lightning as L
 import pytest
-import ssl_core
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from ssl_core import Module, NonFiniteLossError
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+import ssl_core
+from ssl_core import Module, NonFiniteLossError
 
 
 class DictData(Dataset):

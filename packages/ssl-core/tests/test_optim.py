@@ -3,6 +3,8 @@ import math
 
 import pytest
 import torch
+from torch import nn
+
 from ssl_core.optim import (
     LARS,
     LinearWarmupCosineAnnealingLR,
@@ -13,7 +15,6 @@ from ssl_core.optim import (
     parse_optim,
     scheduler_names,
 )
-from torch import nn
 
 
 def net():

@@ -5,10 +5,11 @@ import copy
 import lightning as L
 import pytest
 import torch
-from ssl_core import Module
-from ssl_core.backbone import MLP, SmallResNet
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from ssl_core import Module
+from ssl_core.backbone import MLP, SmallResNet
 
 ssl_data = pytest.importorskip("ssl_data")
 ssl_losses = pytest.importorskip("ssl_losses")

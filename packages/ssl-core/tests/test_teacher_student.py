@@ -2,8 +2,9 @@ import math
 
 import pytest
 import torch
-from ssl_core import TeacherStudentWrapper, ema_coefficient
 from torch import nn
+
+from ssl_core import TeacherStudentWrapper, ema_coefficient
 
 
 def student():

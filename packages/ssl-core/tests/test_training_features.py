@@ -5,11 +5,12 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
 from ssl_core import Module
 from ssl_core.backbone import SmallResNet
 from ssl_core.optim import MultiOptimizer
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 
 class Regression(Dataset):

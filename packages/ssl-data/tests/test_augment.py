@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from torchvision.transforms import RandomResizedCrop as TVRandomResizedCrop
+
 from ssl_data.augment import (
     ColorJitter,
     Compose,
@@ -21,7 +23,6 @@ from ssl_data.augment import (
     crop_resize,
     gaussian_blur,
 )
-from torchvision.transforms import RandomResizedCrop as TVRandomResizedCrop
 
 
 def gen(seed=0):

@@ -4,6 +4,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+
 from ssl_data import DatasetUnavailableError, get_dataset, load_embedded_fashion_mnist
 from ssl_data.datasets import (
     load_cifar10,

@@ -1,5 +1,7 @@
 import pytest
 import torch
+from torch.utils.data import DataLoader
+
 from ssl_data import (
     DictDataset,
     RepeatedRandomSampler,
@@ -8,7 +10,6 @@ from ssl_data import (
     collate_views,
     fold_views,
 )
-from torch.utils.data import DataLoader
 
 
 def make_images(n=6, c=3, h=4, w=5):

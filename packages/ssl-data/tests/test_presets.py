@@ -1,8 +1,9 @@
 import pytest
 import torch
+from torch.utils.data import DataLoader
+
 from ssl_data import DictDataset, TensorImageDataset, collate_views, fold_views, presets
 from ssl_data.augment import GaussianBlur, Solarize
-from torch.utils.data import DataLoader
 
 
 def test_simclr_small_has_no_blur_large_has_blur():

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from ssl_data import RepeatedRandomSampler
 
 

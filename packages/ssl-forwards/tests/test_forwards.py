@@ -6,10 +6,12 @@ import copy
 import itertools
 
 import pytest
+import torch
+from torch import nn
+
 import ssl_core
 import ssl_forwards
 import ssl_losses
-import torch
 from ssl_forwards import (
     barlow_twins_forward,
     byol_forward,
@@ -18,7 +20,6 @@ from ssl_forwards import (
     supervised_forward,
     vicreg_forward,
 )
-from torch import nn
 
 DIM, FEAT, PROJ = 6, 5, 4
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
 import ssl_callbacks
 import ssl_core
 import ssl_forwards
 import ssl_losses
-import torch
 from ssl_core.backbone import MLP
-from torch import nn
-from torch.utils.data import DataLoader
 
 CLASSES, SIGNAL, NUISANCE, FEAT, PROJ = 4, 2, 14, 32, 16
 STEPS, BATCH = 50, 64

@@ -6,13 +6,14 @@ import math
 
 import lightning.pytorch as pl
 import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
 import ssl_callbacks
 import ssl_core
 import ssl_losses
-import torch
 from ssl_forwards import SUPPORT_SET_KEY, nearest_neighbours, nnclr_forward
-from torch import nn
-from torch.utils.data import DataLoader
 
 DIM, FEAT, PROJ = 6, 5, 4
 

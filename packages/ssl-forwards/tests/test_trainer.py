@@ -6,10 +6,13 @@ import math
 
 import lightning.pytorch as pl
 import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
 import ssl_callbacks
 import ssl_core
 import ssl_losses
-import torch
 from ssl_core.backbone import MLP, SmallResNet
 from ssl_forwards import (
     SUPPORT_SET_KEY,
@@ -20,8 +23,6 @@ from ssl_forwards import (
     supervised_forward,
     vicreg_forward,
 )
-from torch import nn
-from torch.utils.data import DataLoader
 
 DIM, FEAT, PROJ = 6, 8, 4
 

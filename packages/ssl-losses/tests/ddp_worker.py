@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
 from ssl_losses import BarlowTwinsLoss, InfoNCELoss, NTXEntLoss, VICRegLoss
 
 WORLD = 2

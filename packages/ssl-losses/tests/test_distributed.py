@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from ssl_losses import BarlowTwinsLoss, InfoNCELoss, NTXEntLoss, VICRegLoss
 
 WORLD = 2

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+
 from ssl_losses import (
     BarlowTwinsLoss,
     BYOLLoss,

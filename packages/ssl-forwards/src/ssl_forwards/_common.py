@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+
 from ssl_data import fold_views
 
 STAGES = ("train", "val", "test", "predict")

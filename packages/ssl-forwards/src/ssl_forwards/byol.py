@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from ssl_losses import BYOLLoss
 
 from ssl_forwards._common import (
     as_scalar,
@@ -15,6 +14,7 @@ from ssl_forwards._common import (
     require,
     require_image,
 )
+from ssl_losses import BYOLLoss
 
 _NAME = "byol_forward"
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from ssl_core import find_queue
 
+from ssl_core import find_queue
 from ssl_forwards._common import (
     as_scalar,
     base_outputs,
