@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "DataModule", "InMemoryLoader", "RunResult", "compose", "run"]
+__all__ = [
+    "ConfigError",
+    "DataModule",
+    "InMemoryLoader",
+    "RunResult",
+    "compose",
+    "evaluate",
+    "run",
+]
 
 _EXPORTS = {
     "ConfigError": "ssl_train.config",
@@ -21,11 +29,13 @@ _EXPORTS = {
     "run": "ssl_train.runner",
     "DataModule": "ssl_train.data",
     "InMemoryLoader": "ssl_train.data",
+    "evaluate": "ssl_train.evaluation.api",
 }
 
 if TYPE_CHECKING:
     from ssl_train.config import ConfigError, compose
     from ssl_train.data import DataModule, InMemoryLoader
+    from ssl_train.evaluation.api import evaluate
     from ssl_train.runner import RunResult, run
 
 

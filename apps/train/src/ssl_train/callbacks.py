@@ -178,10 +178,13 @@ class ThroughputMonitor(pl.Callback):
         """Average augmented views (rows) per second."""
         return self.views / self.seconds if self.seconds > 0 else float("nan")
 
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        """Start the step clock."""
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start the clock; each step is timed from the end of the previous one.
+
+        Timing end to end (rather than from ``on_train_batch_start``) counts the batch fetch, the
+        device transfer and the batched augmentation in ``on_after_batch_transfer``, which
+        Lightning runs before ``on_train_batch_start``.
+        """
         self._start = time.perf_counter()
 
     def on_train_batch_end(
@@ -192,8 +195,9 @@ class ThroughputMonitor(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Stop the clock and log the step's throughput."""
+        """Stop the clock, log the step's throughput and restart the clock."""
         if self._start is None or not isinstance(batch, dict) or "image" not in batch:
+            self._start = time.perf_counter()
             return
         elapsed = time.perf_counter() - self._start
         rows = int(batch["image"].shape[0])
@@ -214,6 +218,7 @@ class ThroughputMonitor(pl.Callback):
                 on_epoch=False,
                 batch_size=images,
             )
+        self._start = time.perf_counter()
 
 
 class MetricsHistory(pl.Callback):

@@ -188,8 +188,12 @@ class DataModule(pl.LightningDataModule):
         std: Sequence[float] | None = None,
         root: str | None = None,
         download: bool = False,
+        augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        # Augmentation settings of this dataset (crop scale, jitter strength); the method configs
+        # read them as ${data.augment.*} so each dataset carries the recipe that suits it.
+        self.augment = dict(augment or {})
         self.splits = {}
         for split, spec in (("train", train), ("val", val), ("test", test)):
             if spec is None:
