@@ -8,14 +8,10 @@ import torch
 from torch import nn
 
 from ssl_losses._checks import (
-    check_min_batch,
     check_non_negative,
-    check_pair,
     check_positive,
-    compute_dtype,
 )
-from ssl_losses._stats import sum_sq_cross_product
-from ssl_losses.distributed import all_gather_with_grad, is_distributed
+from ssl_losses._stats import global_view_pair, sum_sq_cross_product
 
 __all__ = ["BarlowTwinsLoss"]
 
@@ -77,16 +73,10 @@ class BarlowTwinsLoss(nn.Module):
         Returns:
             Scalar loss, float32 for half-precision inputs.
         """
-        owner = type(self).__name__
-        check_pair(owner, z_a, z_b, ("z_a", "z_b"))
-        dtype = compute_dtype(z_a, z_b)
-        z_a, z_b = z_a.to(dtype), z_b.to(dtype)
-        if self.gather_distributed and is_distributed(self.group):
-            d = z_a.shape[1]
-            both = all_gather_with_grad(torch.cat([z_a, z_b], dim=1), self.group)
-            z_a, z_b = both[:, :d], both[:, d:]
+        z_a, z_b = global_view_pair(
+            type(self).__name__, z_a, z_b, self.gather_distributed, self.group
+        )
         n = z_a.shape[0]
-        check_min_batch(owner, n, 2)
         a, b = self._standardise(z_a), self._standardise(z_b)
         diag = (a * b).sum(dim=0) / n
         on_diag = (1.0 - diag).pow(2).sum()

@@ -9,14 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_losses._checks import (
-    check_min_batch,
     check_non_negative,
-    check_pair,
     check_positive,
-    compute_dtype,
 )
-from ssl_losses._stats import sum_sq_cross_product
-from ssl_losses.distributed import all_gather_with_grad, is_distributed
+from ssl_losses._stats import global_view_pair, sum_sq_cross_product
 
 __all__ = ["VICRegLoss"]
 
@@ -84,16 +80,10 @@ class VICRegLoss(nn.Module):
         Returns:
             Scalar loss, float32 for half-precision inputs.
         """
-        owner = type(self).__name__
-        check_pair(owner, z_a, z_b, ("z_a", "z_b"))
-        dtype = compute_dtype(z_a, z_b)
-        z_a, z_b = z_a.to(dtype), z_b.to(dtype)
-        if self.gather_distributed and is_distributed(self.group):
-            d = z_a.shape[1]
-            both = all_gather_with_grad(torch.cat([z_a, z_b], dim=1), self.group)
-            z_a, z_b = both[:, :d], both[:, d:]
+        z_a, z_b = global_view_pair(
+            type(self).__name__, z_a, z_b, self.gather_distributed, self.group
+        )
         n, d = z_a.shape
-        check_min_batch(owner, n, 2)
         loss = self.sim_weight * F.mse_loss(z_a, z_b)
         for z in (z_a, z_b):
             x = z - z.mean(dim=0)
