@@ -65,10 +65,24 @@ def test_forward_is_student():
     torch.testing.assert_close(w.forward_student(x), w.student(x))
 
 
-def test_teacher_stays_in_eval_mode():
+def test_teacher_follows_the_wrappers_mode():
     w = TeacherStudentWrapper(student())
     w.train()
-    assert w.student.training and not w.teacher.training
+    assert w.student.training and w.teacher.training
+    w.eval()
+    assert not w.student.training and not w.teacher.training
+
+
+def test_teacher_in_training_uses_batch_statistics_without_gradients():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    w = TeacherStudentWrapper(net)
+    w.train()
+    x = torch.randn(16, 3) * 5 + 2
+    out = w.forward_teacher(x)
+    assert out.grad_fn is None
+    # train-mode BatchNorm standardises over the batch: per-feature mean 0, biased var 1
+    torch.testing.assert_close(out.mean(0), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(0, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
 
 
 def test_coefficient_one_keeps_initial_student():

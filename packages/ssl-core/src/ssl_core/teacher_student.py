@@ -34,10 +34,13 @@ class TeacherStudentWrapper(nn.Module):
     :meth:`update_teacher` moves every teacher parameter and floating-point buffer towards the
     student's, ``teacher = c * teacher + (1 - c) * student``, with ``c`` cosine-scheduled from
     ``base_ema_coefficient`` to ``final_ema_coefficient`` over the training progress; integer
-    buffers (BatchNorm's ``num_batches_tracked``) are copied. The teacher starts as a copy of the
-    student, never requires gradients, is saved in ``state_dict`` and stays in eval mode (its
-    normalisation statistics are the EMA of the student's). ``ssl_callbacks.TeacherStudentCallback``
-    calls ``update_teacher(global_step / estimated_stepping_batches)`` after each optimiser step.
+    buffers (BatchNorm's ``num_batches_tracked``) are copied. The teacher starts as a copy of
+    the student, never requires gradients, is saved in ``state_dict`` and follows the wrapper's
+    train/eval mode like any submodule: in training its normalisation layers use batch
+    statistics, as the target network of BYOL (Grill et al., 2020) and solo-learn's momentum
+    methods do; in evaluation they use running statistics (its own, blended with the EMA of the
+    student's). ``ssl_callbacks.TeacherStudentCallback`` calls
+    ``update_teacher(global_step / estimated_stepping_batches)`` after each optimiser step.
 
     Args:
         student: The network being trained.
@@ -71,14 +74,7 @@ class TeacherStudentWrapper(nn.Module):
         self.student = student
         self.teacher = copy.deepcopy(student)
         self.teacher.requires_grad_(False)
-        self.teacher.eval()
         self.register_buffer("ema_coefficient", torch.tensor(self.base_ema_coefficient))
-
-    def train(self, mode: bool = True) -> TeacherStudentWrapper:
-        """Set the student's mode; the teacher always stays in eval mode."""
-        super().train(mode)
-        self.teacher.eval()
-        return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Run the student (same as :meth:`forward_student`)."""
