@@ -10,7 +10,9 @@ flip, colour jitter p=0.8, grayscale p=0.2, blur p=0.5 at 96 px, normalise):
   collate applies ``presets.simclr_views`` inside the same ``W`` workers.
 - ``ssl_data batched, main process``: the batch is augmented after loading, in the main process
   with ``torch.set_num_threads(max(W, 1))`` threads, as ``ssl_core.Module`` does in
-  ``on_after_batch_transfer``.
+  ``on_after_batch_transfer``. On CPU this is the fused C kernel (``ssl_data.augment.fused``,
+  the default for these chains); the ``eager ops`` row runs the same pipeline as separate torch
+  ops (``Compose(..., fused=False)``, what runs on a GPU) for comparison.
 - GPU rows (only when CUDA is available): batched on the GPU, and kornia's per-image-parameter
   augmentations when kornia is installed.
 
@@ -32,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader, get_worker_info
 
 from ssl_data import DictDataset, TensorImageDataset, collate_batch, collate_views, presets
+from ssl_data.augment import Compose, MultiViewAugment
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
@@ -103,17 +106,19 @@ def bench_size(size: int, n_images: int, batch: int, workers: list[int]) -> list
             )
         torch.set_num_threads(max(w, 1))
         aug = presets.simclr_views(size, mean=MEAN, std=STD)
-        ips = timed_epoch(make_loader(ds, batch, 0, collate_batch), after=aug)
+        eager = MultiViewAugment((Compose(aug.views[0].transforms, fused=False), 2))
+        for name, pipeline in (("", aug), (", eager ops", eager)):
+            ips = timed_epoch(make_loader(ds, batch, 0, collate_batch), after=pipeline)
+            rows.append(
+                {
+                    "size": size,
+                    "method": f"ssl_data batched, main ({max(w, 1)} threads{name})",
+                    "workers": w,
+                    "images_per_s": ips,
+                    "speedup": ips / tv_ips,
+                }
+            )
         torch.set_num_threads(threads)
-        rows.append(
-            {
-                "size": size,
-                "method": f"ssl_data batched, main ({max(w, 1)} threads)",
-                "workers": w,
-                "images_per_s": ips,
-                "speedup": ips / tv_ips,
-            }
-        )
     if torch.cuda.is_available():
         rows += bench_gpu(images, size, batch)
     return rows
@@ -179,11 +184,11 @@ def main() -> None:
     rows = []
     for size, n, batch in plan:
         rows += bench_size(size, n, batch, workers)
-    print(f"{'size':>4}  {'method':<36} {'workers':>7} {'images/s':>10} {'vs tv':>7}")
+    print(f"{'size':>4}  {'method':<46} {'workers':>7} {'images/s':>10} {'vs tv':>7}")
     for r in rows:
         speed = f"{r['speedup']:.1f}x" if "speedup" in r else ""
         print(
-            f"{r['size']:>4}  {r['method']:<36} {r['workers']:>7} {r['images_per_s']:>10.0f} "
+            f"{r['size']:>4}  {r['method']:<46} {r['workers']:>7} {r['images_per_s']:>10.0f} "
             f"{speed:>7}"
         )
     result = {

@@ -78,10 +78,22 @@ def summarise_losses(data: dict[str, Any]) -> list[Headline]:
 
 
 def summarise_augment(data: dict[str, Any]) -> list[Headline]:
-    """Per image size: the best batched path's images/s over torchvision per-sample."""
+    """Per image size: the best batched path's images/s over torchvision per-sample.
+
+    Only rows with the most workers count (all cores busy on both sides), and not the eager-ops
+    reference row.
+    """
     out = []
+    workers = max(r["workers"] for r in data["rows"])
     for size in sorted({r["size"] for r in data["rows"]}):
-        rows = [r for r in data["rows"] if r["size"] == size and "speedup" in r]
+        rows = [
+            r
+            for r in data["rows"]
+            if r["size"] == size
+            and "speedup" in r
+            and r["workers"] == workers
+            and "eager ops" not in r["method"]
+        ]
         if not rows:
             continue
         best = max(rows, key=lambda r: r["speedup"])

@@ -22,10 +22,21 @@ __all__ = [
 _LUMA = (0.2989, 0.587, 0.114)
 
 
+def check_color_channels(channels: int) -> None:
+    """Raise a clear error for colour ops on images that are neither grayscale nor RGB."""
+    if channels not in (1, 3):
+        raise ValueError(
+            f"colour transforms (saturation, hue, grayscale) need 1-channel (grayscale) or "
+            f"3-channel (RGB) images, got {channels} channels; drop them from the pipeline or "
+            "convert the images."
+        )
+
+
 def grayscale(image: torch.Tensor) -> torch.Tensor:
     """Luma ``[B, 1, H, W]`` of an RGB batch (returns C=1 input unchanged)."""
     if image.shape[1] == 1:
         return image
+    check_color_channels(image.shape[1])
     r, g, b = image.unbind(1)
     return (r * _LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
 
@@ -50,7 +61,9 @@ def adjust_contrast(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         channel_mean = channel_mean @ torch.tensor(_LUMA, device=image.device)
     # f * x + (1 - f) * mean with per-image scalars: mul_/add_ are faster than a broadcast lerp_
     f = factor.view(-1, 1, 1, 1)
-    return image.mul_(f).add_((1.0 - f) * channel_mean.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+    # channel_mean is [B] (RGB: one luma mean) or [B, C] (one mean per channel otherwise)
+    mean = channel_mean.reshape(image.shape[0], -1, 1, 1)
+    return image.mul_(f).add_((1.0 - f) * mean).clamp_(0.0, 1.0)
 
 
 def adjust_saturation(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -70,6 +83,7 @@ def adjust_hue(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """
     if image.shape[1] == 1:
         return image
+    check_color_channels(image.shape[1])
     r, g, b = image.unbind(1)
     maxc = torch.maximum(torch.maximum(r, g), b)
     minc = torch.minimum(torch.minimum(r, g), b)
@@ -192,9 +206,15 @@ class RandomGrayscale(BatchTransform):
     def __init__(self, p: float = 0.1) -> None:
         self.p = check_probability(p)
 
+    def sample_params(
+        self, n: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Draw ``apply`` (bool ``[n]``)."""
+        return {"apply": bernoulli(n, self.p, device, generator)}
+
     def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Convert the selected images."""
-        mask = bernoulli(image.shape[0], self.p, image.device, generator)
+        mask = self.sample_params(image.shape[0], image.device, generator)["apply"]
         if image.shape[1] == 1:
             return image
         idx = torch.nonzero(mask).squeeze(1)
@@ -216,9 +236,15 @@ class Solarize(BatchTransform):
         self.threshold = float(threshold)
         self.p = check_probability(p)
 
+    def sample_params(
+        self, n: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Draw ``apply`` (bool ``[n]``)."""
+        return {"apply": bernoulli(n, self.p, device, generator)}
+
     def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Solarize the selected images."""
-        mask = bernoulli(image.shape[0], self.p, image.device, generator)
+        mask = self.sample_params(image.shape[0], image.device, generator)["apply"]
         idx = torch.nonzero(mask).squeeze(1)
         if idx.numel() == 0:
             return image

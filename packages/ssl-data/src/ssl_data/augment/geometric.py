@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ssl_data.augment._base import BatchTransform, bernoulli, check_probability, uniform
 
-__all__ = ["HorizontalFlip", "RandomResizedCrop", "Resize"]
+__all__ = ["HorizontalFlip", "RandomResizedCrop", "Resize", "crop_axes", "crop_resize"]
 
 
 def _pair(size: int | tuple[int, int], name: str = "size") -> tuple[int, int]:
@@ -136,16 +136,7 @@ def crop_resize(
     """
     n, _, in_h, in_w = image.shape
     out_h, out_w = size
-    sx = width / in_w
-    if flip is not None:
-        sx = torch.where(flip, -sx, sx)
-    # The sampling grid of an axis-aligned affine map (what F.affine_grid builds with a batched
-    # matmul) is separable: x depends on the column only, y on the row only. Building it by
-    # broadcasting is several times faster than affine_grid on CPU.
-    xo = (torch.arange(out_w, device=image.device, dtype=image.dtype) * 2 + 1) / out_w - 1
-    yo = (torch.arange(out_h, device=image.device, dtype=image.dtype) * 2 + 1) / out_h - 1
-    gx = sx.view(-1, 1) * xo + ((2 * left + width) / in_w - 1).view(-1, 1)
-    gy = (height / in_h).view(-1, 1) * yo + ((2 * top + height) / in_h - 1).view(-1, 1)
+    gx, gy = crop_axes(top, left, height, width, (in_h, in_w), size, flip, image.dtype)
     grid = torch.stack(
         (
             gx.view(n, 1, out_w).expand(n, out_h, out_w),
@@ -154,6 +145,34 @@ def crop_resize(
         dim=-1,
     )
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def crop_axes(
+    top: torch.Tensor,
+    left: torch.Tensor,
+    height: torch.Tensor,
+    width: torch.Tensor,
+    in_size: tuple[int, int],
+    size: tuple[int, int],
+    flip: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised sampling coordinates ``([B, out_w] x, [B, out_h] y)`` of crop boxes.
+
+    ``F.grid_sample`` coordinates (``-1`` and ``1`` are the outer pixel edges) of the output
+    pixel centres; the grid of an axis-aligned crop is separable (x depends on the column only,
+    y on the row only).
+    """
+    in_h, in_w = in_size
+    out_h, out_w = size
+    sx = width / in_w
+    if flip is not None:
+        sx = torch.where(flip, -sx, sx)
+    xo = (torch.arange(out_w, device=top.device, dtype=dtype) * 2 + 1) / out_w - 1
+    yo = (torch.arange(out_h, device=top.device, dtype=dtype) * 2 + 1) / out_h - 1
+    gx = sx.view(-1, 1) * xo + ((2 * left + width) / in_w - 1).view(-1, 1)
+    gy = (height / in_h).view(-1, 1) * yo + ((2 * top + height) / in_h - 1).view(-1, 1)
+    return gx.to(dtype), gy.to(dtype)
 
 
 class HorizontalFlip(BatchTransform):

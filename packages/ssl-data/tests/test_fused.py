@@ -1,0 +1,164 @@
+"""The fused CPU kernel gives the eager pipeline's images from the same random stream."""
+
+import pytest
+import torch
+
+from ssl_data import presets
+from ssl_data.augment import (
+    ColorJitter,
+    Compose,
+    GaussianBlur,
+    HorizontalFlip,
+    MultiViewAugment,
+    Normalize,
+    RandomGrayscale,
+    RandomResizedCrop,
+    Solarize,
+)
+from ssl_data.augment import fused as fused_module
+from ssl_data.augment.fused import FusedKernelUnavailable, FusedViewPipeline
+
+
+def images(n: int, c: int, h: int, w: int | None = None, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, c, h, w or h), generator=g, dtype=torch.uint8)
+
+
+def chain(size, c: int, blur: bool = True, solarize: bool = True) -> list:
+    ops = [
+        RandomResizedCrop(size, scale=(0.08, 1.0), hflip_p=0.5),
+        ColorJitter(0.8, 0.8, 0.8, 0.2, p=0.8),
+        RandomGrayscale(0.2),
+    ]
+    if blur:
+        ops.append(GaussianBlur(5, (0.1, 2.0), p=0.5))
+    if solarize:
+        ops.append(Solarize(0.5, p=0.3))
+    ops.append(Normalize((0.4,) * c, (0.3,) * c))
+    return ops
+
+
+def run_both(ops, batch, seed=1):
+    g_eager, g_fused = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    eager = Compose(ops, fused=False)(batch, g_eager)["image"]
+    fused = Compose(ops, fused=True)(batch, g_fused)["image"]
+    return eager, fused, g_eager, g_fused
+
+
+@pytest.mark.parametrize(
+    ("c", "in_size", "out_size"),
+    [(3, 40, 24), (3, 24, 40), (1, 28, 28), (3, (30, 20), (16, 24))],
+)
+def test_fused_equals_eager_and_consumes_the_same_random_stream(c, in_size, out_size):
+    h, w = (in_size, in_size) if isinstance(in_size, int) else in_size
+    x = images(64, c, h, w)
+    eager, fused, g_eager, g_fused = run_both(chain(out_size, c), {"image": x})
+    assert fused.shape == eager.shape and fused.dtype == torch.float32
+    # the same images up to float rounding (values are normalised by std 0.3)
+    assert (fused - eager).abs().max() < 1e-4
+    # both paths drew exactly the same parameters: the streams continue identically
+    assert torch.equal(g_eager.get_state(), g_fused.get_state())
+
+
+def test_fused_float_input_and_jitter_only_chains():
+    x = images(32, 3, 20).float() / 255
+    for ops in (
+        [RandomResizedCrop(16)],
+        [RandomResizedCrop(16, hflip_p=1.0), ColorJitter(0, 0, 0, 0.5, p=1.0)],
+        [RandomResizedCrop(16), ColorJitter(0.9, 0.9, 0.0, 0.0, p=1.0), Normalize((0.5,), (2,))],
+        [RandomResizedCrop(16), GaussianBlur(7, (0.5, 3.0), p=1.0)],
+    ):
+        eager, fused, *_ = run_both(ops, {"image": x})
+        assert (fused - eager).abs().max() < 2e-5, ops
+
+
+def test_fused_result_does_not_depend_on_thread_count():
+    x = images(96, 3, 96)
+    ops = chain(96, 3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = Compose(ops)({"image": x}, torch.Generator().manual_seed(3))["image"]
+        torch.set_num_threads(2)
+        two = Compose(ops)({"image": x}, torch.Generator().manual_seed(3))["image"]
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
+def test_multiview_presets_use_the_fused_path_with_the_same_images():
+    x = {"image": images(16, 3, 32), "label": torch.arange(16)}
+    fused_views = presets.simclr_views(32, mean=(0.5,) * 3, std=(0.2,) * 3, seed=5)
+    pipe = fused_views.views[0]
+    assert pipe._fused_plan() is not None
+    eager_views = MultiViewAugment((Compose(pipe.transforms, fused=False), 2), seed=5)
+    a, b = fused_views(x), eager_views(x)
+    assert torch.equal(a["sample_idx"], b["sample_idx"]) and torch.equal(a["label"], b["label"])
+    assert (a["image"] - b["image"]).abs().max() < 1e-4
+
+
+def test_chains_the_kernel_does_not_implement_run_eagerly_or_raise_when_required():
+    assert not FusedViewPipeline.matches([ColorJitter(0.4), RandomResizedCrop(8)])
+    assert not FusedViewPipeline.matches([RandomResizedCrop(8), HorizontalFlip()])
+    assert not FusedViewPipeline.matches(
+        [RandomResizedCrop(8), Normalize((0.5,), (0.5,)), ColorJitter(0.4)]
+    )
+    ops = [RandomResizedCrop(8), HorizontalFlip(0.5)]
+    assert Compose(ops)._fused_plan() is None  # auto: eager
+    with pytest.raises(ValueError, match="RandomResizedCrop followed by ColorJitter"):
+        Compose(ops, fused=True)
+
+
+def test_missing_compiler_falls_back_with_a_warning_or_raises_when_required(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", "no-such-compiler-xyz")
+    monkeypatch.setenv("SSL_DATA_CACHE_DIR", str(tmp_path))
+    fused_module.load_kernel.cache_clear()
+    try:
+        with pytest.raises(FusedKernelUnavailable, match=r"apt-get install gcc.*fused=False"):
+            fused_module.load_kernel()
+        x = {"image": images(8, 3, 16)}
+        ops = chain(12, 3)
+        with pytest.warns(UserWarning, match="Falling back to the eager batched ops"):
+            out = Compose(ops)(x, torch.Generator().manual_seed(0))["image"]
+        eager = Compose(ops, fused=False)(x, torch.Generator().manual_seed(0))["image"]
+        assert torch.equal(out, eager)
+        with pytest.raises(FusedKernelUnavailable):
+            Compose(ops, fused=True)(x)
+    finally:
+        fused_module.load_kernel.cache_clear()
+
+
+def test_kernel_is_compiled_into_the_cache_dir_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("SSL_DATA_CACHE_DIR", str(tmp_path))
+    fused_module.load_kernel.cache_clear()
+    try:
+        fused_module.load_kernel()
+        built = list(tmp_path.glob("ssl_data_fused_*.so"))
+        assert len(built) == 1
+        mtime = built[0].stat().st_mtime_ns
+        fused_module.load_kernel.cache_clear()
+        fused_module.load_kernel()
+        assert built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
+    finally:
+        fused_module.load_kernel.cache_clear()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_colour_ops_on_two_channel_images_are_a_clear_error(fused):
+    ops = [RandomResizedCrop(8), ColorJitter(0, 0, 0.5, 0, p=1.0)]
+    with pytest.raises(ValueError, match=r"need 1-channel .* or 3-channel .* got 2 channels"):
+        Compose(ops, fused=fused)({"image": images(4, 2, 10)})
+    ops = [RandomResizedCrop(8), ColorJitter(0.5, 0.5, 0, 0, p=1.0), Normalize((0.5,), (0.5,))]
+    eager, fused_out, *_ = run_both(ops, {"image": images(4, 2, 10)})
+    assert (fused_out - eager).abs().max() < 1e-4  # brightness/contrast: per-channel means
+
+
+def test_blur_kernel_too_large_is_a_clear_error_in_the_fused_path():
+    ops = [RandomResizedCrop(6), GaussianBlur(13, p=1.0)]
+    with pytest.raises(ValueError, match="kernel_size=13 is too large"):
+        Compose(ops, fused=True)({"image": images(2, 3, 8)})
+
+
+def test_empty_batch():
+    out = Compose(chain(8, 3), fused=True)({"image": images(0, 3, 10)})["image"]
+    assert out.shape == (0, 3, 8, 8)
