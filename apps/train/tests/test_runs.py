@@ -173,3 +173,21 @@ def test_two_process_cpu_ddp_run(tmp_path: Path) -> None:
     # 64 samples over 2 ranks at batch 16: 2 optimiser steps per epoch
     assert summary["global_step"] == 2
     assert 0.0 <= summary["metrics"]["val/probe_top1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_cli_run_dir_override_is_where_the_run_is_written(tmp_path: Path) -> None:
+    """``ssl-train run_dir=X`` writes into X (not into Hydra's dated output directory)."""
+    target = tmp_path / "explicit"
+    args = [
+        "trainer.max_epochs=1",
+        f"run_dir={target}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        "plots=false",
+        *TINY,
+    ]
+    proc = subprocess.run(_cli() + args, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("config.yaml", "summary.json", "backbone.pt", "checkpoints/last.ckpt"):
+        assert (target / name).is_file(), name
+    assert not (tmp_path / "hydra" / "summary.json").exists()

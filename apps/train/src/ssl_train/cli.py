@@ -41,7 +41,7 @@ def _task(cfg: DictConfig) -> float | None:
     try:
         result = run(
             cfg,
-            run_dir=hydra_cfg.runtime.output_dir,
+            run_dir=cfg.get("run_dir") or hydra_cfg.runtime.output_dir,
             overrides=list(hydra_cfg.overrides.task),
             choices=choices,
         )
