@@ -300,6 +300,11 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"on {meta['machine']} ({meta['threads']} torch threads, {meta['device']}); data "
         f"`{meta['data']}`{' (smoke run: subsets)' if meta['smoke'] else ''}.",
         "",
+        *(
+            [f"App overrides for every row: `{' '.join(meta['overrides'])}`.", ""]
+            if meta.get("overrides")
+            else []
+        ),
         "| method | kNN-20 | linear | online probe | wall time | img/s | steps (epochs) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -325,7 +330,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "calibration run; wall time: the whole run (setup, training, final validation).",
         "",
         f"Reproduce: `uv run python benchmarks/quality_fmnist.py --minutes "
-        f"{meta['budget_minutes']:g}{' --smoke' if meta['smoke'] else ''}`; per-method run "
+        f"{meta['budget_minutes']:g}{' --smoke' if meta['smoke'] else ''}"
+        f"{''.join(f' --set {o}' for o in meta.get('overrides', []))}`; per-method run "
         f"directories under `{meta['out']}` (evaluate one again with "
         f"`ssl-eval <run dir> data={meta['data']}`).",
         "",
