@@ -185,6 +185,8 @@ class FusedViewPipeline:
         # One pool per process (a forked DataLoader worker must not reuse its parent's threads).
         key = (os.getpid(), threads)
         if self._pool is None or self._pool_key != key:
+            if self._pool is not None and self._pool_key and self._pool_key[0] == key[0]:
+                self._pool.shutdown(wait=False)  # thread count changed: release the old threads
             self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ssl_data")
             self._pool_key = key
         return self._pool
