@@ -43,6 +43,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from _step_clock import StepClock
 from torch.utils.data import DataLoader
 
 import ssl_core
@@ -90,27 +91,6 @@ VARIANTS = [
 ]
 
 
-class StepClock(L.Callback):
-    """Wall-clock time from the end of step ``warmup`` to the end of the last step."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup = warmup
-        self.start: float | None = None
-        self.end: float | None = None
-        self.timed_steps = 0
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        """Record the time after every optimiser step (synchronising CUDA first)."""
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        if trainer.global_step == self.warmup:
-            self.start = now
-        elif trainer.global_step > self.warmup:
-            self.end = now
-            self.timed_steps = trainer.global_step - self.warmup
-
-
 def make_module(setting: Setting, variant: Variant) -> ssl_core.Module:
     """SimCLR: torchvision ResNet backbone, 2-layer projector to 128, NT-Xent (T=0.2)."""
     backbone = ssl_core.backbone.from_torchvision(
@@ -137,28 +117,22 @@ def make_loader(
     """Batches of uint8 images (batched augmentation later) or per-sample augmented views."""
     labels = torch.zeros(images.shape[0], dtype=torch.long)
     dataset = ssl_data.TensorImageDataset(images, labels)
-    pin = torch.cuda.is_available()
-    if not variant.worker_aug:
-        return DataLoader(
-            dataset,
-            batch_size=setting.batch_size,
-            shuffle=True,
-            drop_last=True,
-            collate_fn=ssl_data.collate_batch,
-            pin_memory=pin,
-        )
-    per_sample = ssl_data.DictDataset(
-        dataset, transform=ssl_data.presets.torchvision_simclr(setting.image_size, 2, MEAN, STD)
-    )
+    collate = ssl_data.collate_batch
+    if variant.worker_aug:  # two torchvision views per sample, made in the workers
+        transform = ssl_data.presets.torchvision_simclr(setting.image_size, 2, MEAN, STD)
+        dataset = ssl_data.DictDataset(dataset, transform=transform)
+        collate = ssl_data.collate_views
+    else:  # uint8 batches, augmented on the device by the module
+        workers = 0
     return DataLoader(
-        per_sample,
+        dataset,
         batch_size=setting.batch_size,
         shuffle=True,
         drop_last=True,
-        collate_fn=ssl_data.collate_views,
+        collate_fn=collate,
         num_workers=workers,
         persistent_workers=workers > 0,
-        pin_memory=pin,
+        pin_memory=torch.cuda.is_available(),
     )
 
 
@@ -192,17 +166,17 @@ def measure(
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
     wall = time.perf_counter() - start
-    if clock.start is None or clock.end is None or clock.timed_steps == 0:
+    seconds = clock.seconds
+    if seconds is None:
         raise RuntimeError(f"{variant.name}: no timed step ran (warmup={warmup}, steps={steps}).")
-    seconds = clock.end - clock.start
     row = {
         "setting": setting.name,
         "variant": variant.name,
         "batch_size": setting.batch_size,
         "image_size": size,
-        "timed_steps": clock.timed_steps,
-        "images_per_s": clock.timed_steps * setting.batch_size / seconds,
-        "ms_per_step": 1e3 * seconds / clock.timed_steps,
+        "timed_steps": clock.steps,
+        "images_per_s": clock.steps * setting.batch_size / seconds,
+        "ms_per_step": 1e3 * seconds / clock.steps,
         "wall_s_including_warmup": wall,
         "loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
     }

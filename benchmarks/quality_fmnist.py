@@ -41,47 +41,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
+from _step_clock import StepClock
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("simclr", "nnclr", "byol", "vicreg", "barlow_twins", "supervised")
-
-
-class StepClock(L.Callback):
-    """Wall-clock seconds per training step (after ``warmup`` steps) and per validation pass."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup = warmup
-        self.start: float | None = None
-        self.end: float | None = None
-        self.steps = 0
-        self.val_seconds = 0.0
-        self._val_start = 0.0
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        """Time the end of every step."""
-        now = time.perf_counter()
-        if trainer.global_step == self.warmup:
-            self.start = now
-        elif trainer.global_step > self.warmup:
-            self.end, self.steps = now, trainer.global_step - self.warmup
-
-    def on_validation_start(self, trainer: L.Trainer, *args: Any) -> None:
-        """Start timing a validation pass."""
-        self._val_start = time.perf_counter()
-
-    def on_validation_end(self, trainer: L.Trainer, *args: Any) -> None:
-        """Add the pass's duration."""
-        self.val_seconds += time.perf_counter() - self._val_start
-
-    @property
-    def seconds_per_step(self) -> float:
-        """Mean wall time of a timed step."""
-        if self.start is None or self.end is None or self.steps == 0:
-            raise RuntimeError("calibration: no timed step ran; raise --calibration-steps.")
-        return (self.end - self.start) / self.steps
 
 
 def base_overrides(method: str, args: argparse.Namespace) -> list[str]:
@@ -128,8 +93,10 @@ def calibrate(method: str, args: argparse.Namespace, scratch: Path) -> dict[str,
     clock = StepClock(warmup)
     trainer.callbacks.append(clock)
     trainer.fit(module, datamodule=datamodule)
+    if clock.seconds is None:
+        raise RuntimeError("calibration: no timed step ran; raise --calibration-steps.")
     return {
-        "seconds_per_step": clock.seconds_per_step,
+        "seconds_per_step": clock.seconds / clock.steps,
         "validation_s": clock.val_seconds,
         "batch_size": float(cfg.data.train.batch_size),
         "train_size": float(len(datamodule.train_dataloader().sampler.indices())),

@@ -26,21 +26,24 @@ MEAN, STD = [0.2860], [0.3530]  # the app's Fashion-MNIST statistics
 SMALL = {"train_limit": 300, "test_limit": 100, "progress": False, "device": "cpu"}
 
 
+# A two-step run on 32 embedded images, without callbacks, validation, plots or the summary.
+TWO_STEP_RUN = [
+    "callbacks=none",
+    "trainer.max_steps=2",
+    "trainer.limit_val_batches=0",
+    "data.train.limit=32",
+    "data.train.batch_size=16",
+    "progress_bar=none",
+    "summary=false",
+    "plots=false",
+]
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-step SimCLR run on 32 embedded images: config.yaml, backbone.pt, last.ckpt."""
     out = tmp_path_factory.mktemp("run")
-    overrides = [
-        "callbacks=none",
-        "trainer.max_steps=2",
-        "trainer.limit_val_batches=0",
-        "data.train.limit=32",
-        "data.train.batch_size=16",
-        "progress_bar=none",
-        "summary=false",
-        "plots=false",
-    ]
-    result = run(compose(overrides), run_dir=out)
+    result = run(compose(TWO_STEP_RUN), run_dir=out)
     assert result is not None and result.metrics["train/loss"] == result.metrics["train/loss"]
     return out
 
@@ -200,18 +203,7 @@ def test_clear_errors(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow
 def test_teacher_student_checkpoint_gives_the_exported_ema_teacher(tmp_path: Path) -> None:
-    overrides = [
-        "method=byol",
-        "callbacks=none",
-        "trainer.max_steps=2",
-        "trainer.limit_val_batches=0",
-        "data.train.limit=32",
-        "data.train.batch_size=16",
-        "progress_bar=none",
-        "summary=false",
-        "plots=false",
-    ]
-    assert run(compose(overrides), run_dir=tmp_path) is not None
+    assert run(compose(["method=byol", *TWO_STEP_RUN]), run_dir=tmp_path) is not None
     from_ckpt, _ = load_backbone(tmp_path / "checkpoints" / "last.ckpt")
     exported, _ = load_backbone(tmp_path / "backbone.pt")
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
