@@ -80,15 +80,18 @@ class GaussianBlur(BatchTransform):
             "sigma": uniform(n, *self.sigma, device, generator),
         }
 
+    def check_image_size(self, size: tuple[int, int]) -> None:
+        """Raise a clear error when the kernel does not fit ``(height, width)`` images."""
+        if self.kernel_size // 2 >= min(size):
+            raise ValueError(
+                f"GaussianBlur kernel_size={self.kernel_size} is too large for "
+                f"{tuple(size)} images; use an odd kernel below the image size."
+            )
+
     def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Blur the selected images."""
         p = self.sample_params(image.shape[0], image.device, generator)
-        pad = self.kernel_size // 2
-        if pad >= min(image.shape[-2:]):
-            raise ValueError(
-                f"GaussianBlur kernel_size={self.kernel_size} is too large for "
-                f"{tuple(image.shape[-2:])} images; use an odd kernel below the image size."
-            )
+        self.check_image_size(tuple(image.shape[-2:]))
         idx = torch.nonzero(p["apply"]).squeeze(1)
         if idx.numel() == 0:
             return image

@@ -272,14 +272,21 @@ class Normalize(BatchTransform):
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std must be > 0, got {std}.")
 
+    def statistics(
+        self, channels: int, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, 1 / std)``, one value per channel (``[channels]`` each, float32)."""
+        if len(self.mean) not in (1, channels):
+            raise ValueError(
+                f"Normalize has {len(self.mean)} channel statistics but the images have "
+                f"{channels} channels; pass mean/std with one value per channel (dataset.mean, "
+                "dataset.std)."
+            )
+        mean = torch.tensor(self.mean, device=device).expand(channels)
+        inv_std = (1.0 / torch.tensor(self.std, device=device)).expand(channels)
+        return mean, inv_std
+
     def transform(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Normalise the batch."""
-        c = image.shape[1]
-        if len(self.mean) not in (1, c):
-            raise ValueError(
-                f"Normalize has {len(self.mean)} channel statistics but the images have {c} "
-                "channels; pass mean/std with one value per channel (dataset.mean, dataset.std)."
-            )
-        mean = torch.tensor(self.mean, device=image.device).view(1, -1, 1, 1)
-        inv_std = 1.0 / torch.tensor(self.std, device=image.device).view(1, -1, 1, 1)
-        return image.sub_(mean).mul_(inv_std)
+        mean, inv_std = self.statistics(image.shape[1], image.device)
+        return image.sub_(mean.view(1, -1, 1, 1)).mul_(inv_std.view(1, -1, 1, 1))

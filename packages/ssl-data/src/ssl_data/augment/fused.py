@@ -218,7 +218,6 @@ class FusedViewPipeline:
         y0, y1, wy = _axis(gy, h)
 
         jitter_args: tuple[Any, ...] = (None, None, None, 0)
-        keep: list[torch.Tensor] = []  # tensors whose pointers the kernel reads
         if (jit := self.steps.get(ColorJitter)) is not None:
             jp = jit.sample_params(n, dev, generator)
             enabled = list(jit._enabled) if jit.p > 0 else [False] * 4
@@ -230,7 +229,6 @@ class FusedViewPipeline:
                 [jp["brightness"], jp["contrast"], jp["saturation"], jp["hue"]], dim=1
             ).contiguous()
             order = jp["order"].to(torch.int64).contiguous()
-            keep += [apply, factors, order]
             jitter_args = (_ptr(apply), _ptr(factors), _ptr(order), mask)
         gray = None
         if (gs := self.steps.get(RandomGrayscale)) is not None:
@@ -240,11 +238,7 @@ class FusedViewPipeline:
         blur, kernel_1d, ksize = None, None, 0
         if (gb := self.steps.get(GaussianBlur)) is not None:
             bp = gb.sample_params(n, dev, generator)
-            if gb.kernel_size // 2 >= min(out_h, out_w):
-                raise ValueError(
-                    f"GaussianBlur kernel_size={gb.kernel_size} is too large for "
-                    f"{(out_h, out_w)} images; use an odd kernel below the image size."
-                )
+            gb.check_image_size((out_h, out_w))
             blur = bp["apply"].to(torch.uint8)
             kernel_1d = gaussian_kernels(gb.kernel_size, bp["sigma"]).contiguous()
             ksize = gb.kernel_size
@@ -254,14 +248,7 @@ class FusedViewPipeline:
             threshold = so.threshold
         mean = inv_std = None
         if (nm := self.steps.get(Normalize)) is not None:
-            if len(nm.mean) not in (1, c):
-                raise ValueError(
-                    f"Normalize has {len(nm.mean)} channel statistics but the images have {c} "
-                    "channels; pass mean/std with one value per channel (dataset.mean, "
-                    "dataset.std)."
-                )
-            mean = torch.tensor(nm.mean).expand(c).contiguous()
-            inv_std = (1.0 / torch.tensor(nm.std)).expand(c).contiguous()
+            mean, inv_std = (t.contiguous() for t in nm.statistics(c))
 
         out = torch.empty(n, c, out_h, out_w, dtype=torch.float32)
         if n == 0:
