@@ -7,9 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ssl_core.backbone.small_map_conv import SmallMapConv2d
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut.
+
+    The 3x3 convolutions are :class:`SmallMapConv2d`: ordinary ``nn.Conv2d`` parameters, computed
+    as one matmul on 2x2 maps (the last stage at 28-32 px), where that is 2-2.4x faster.
 
     Args:
         in_channels: Input channels.
@@ -19,9 +24,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.conv1 = SmallMapConv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv2 = SmallMapConv2d(out_channels, out_channels, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
