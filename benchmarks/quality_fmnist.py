@@ -1,7 +1,8 @@
 """Feature quality of every method on Fashion-MNIST at the same wall-clock budget.
 
 For each method (simclr, nnclr, byol, vicreg, barlow_twins, supervised) the app trains the same
-SmallResNet (``backbone=small_resnet``) with the method's presets on the FULL Fashion-MNIST
+SmallResNet (``--backbone``, default ``small_resnet_wide``: widths 32-64-128-512, 512-d features)
+with the method's presets on the FULL Fashion-MNIST
 (``data=fashion_mnist``: 60k train / 10k test, the Debian package ``dataset-fashion-mnist``),
 then ``ssl_train.evaluate`` (what ``ssl-eval`` runs) scores the exported backbone: weighted kNN
 (k=20, cosine, T=0.07) and a linear probe on frozen features of the train split, top-1 on the
@@ -54,7 +55,7 @@ def base_overrides(method: str, args: argparse.Namespace) -> list[str]:
     overrides = [
         f"method={method}",
         f"data={args.data}",
-        "backbone=small_resnet",
+        f"backbone={args.backbone}",
         f"seed={args.seed}",
         "progress_bar=none",
         "summary=false",
@@ -217,17 +218,17 @@ def method_row(method: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def baseline_row(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Raw pixels or a random SmallResNet, evaluated like the methods (cached)."""
+    """Raw pixels or a random-init backbone, evaluated like the methods (cached)."""
     from ssl_train import evaluate
 
     path = args.out / f"_baseline_{kind}.json"
     if path.is_file():
         return json.loads(path.read_text())
     print(f"[{kind}] evaluating")
-    extra = {"arch": "small_resnet"} if kind == "random" else {}
+    extra = {"arch": args.backbone} if kind == "random" else {}
     evaluation = evaluate(backbone=kind, **extra, **eval_kwargs(args))
     row = {
-        "method": {"pixels": "raw pixels", "random": "random-init SmallResNet"}[kind],
+        "method": {"pixels": "raw pixels", "random": f"random-init {args.backbone}"}[kind],
         "knn20": evaluation["metrics"]["knn20_top1"],
         "linear": evaluation["metrics"]["linear_top1"],
         "evaluation": evaluation,
@@ -272,6 +273,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             if meta.get("overrides")
             else []
         ),
+        f"Backbone for every row: `backbone={meta.get('backbone', 'small_resnet')}`.",
+        "",
         "| method | kNN-20 | linear | online probe | wall time | img/s | steps (epochs) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -298,6 +301,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"Reproduce: `uv run python benchmarks/quality_fmnist.py --minutes "
         f"{meta['budget_minutes']:g}{' --smoke' if meta['smoke'] else ''}"
+        f" --backbone {meta.get('backbone', 'small_resnet')}"
         f"{''.join(f' --set {o}' for o in meta.get('overrides', []))}`; per-method run "
         f"directories under `{meta['out']}` (evaluate one again with "
         f"`ssl-eval <run dir> data={meta['data']}`).",
@@ -318,6 +322,9 @@ def main() -> None:
     parser.add_argument("--calibration-steps", type=int, default=None)
     parser.add_argument("--calibration-warmup", type=int, default=3)
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--backbone", default="small_resnet_wide", help="the app's backbone config for every row"
+    )
     parser.add_argument(
         "--set", action="append", default=[], help="extra app override for every method"
     )
@@ -354,6 +361,7 @@ def main() -> None:
         "torch": torch.__version__,
         "out": str(args.out),
         "probe": probe.__dict__,
+        "backbone": args.backbone,
         "overrides": list(args.set),
         "total_s": time.perf_counter() - start,
     }
