@@ -9,6 +9,7 @@ Benchmarks (each a script in this folder that prints a table and writes JSON):
 | ``knn.py`` | torch brute-force time / faiss time (``ssl_callbacks`` kNN) | >= 2x |
 | ``step_overhead.py`` | ``ssl_core.Module`` + Trainer images/s / hand-written loop | >= 0.97 |
 | ``forward_overhead.py`` | ``simclr_forward`` time / hand-written forward | informational |
+| ``small_map_conv.py`` | SmallResNet views/s with ``SmallMapConv2d`` / with ``nn.Conv2d`` | >= 1 |
 
 ``gpu_throughput.json`` and ``quality_fmnist.json`` are summarised too when they exist (they are
 run on their own: ``gpu_throughput.py`` needs a GPU, ``quality_fmnist.py`` takes an hour).
@@ -223,12 +224,28 @@ def summarise_quality(data: dict[str, Any]) -> list[Headline]:
     return out
 
 
+def summarise_small_map_conv(data: dict[str, Any]) -> list[Headline]:
+    """SmallResNet fwd+bwd throughput with the dense 2x2 path over ``nn.Conv2d``'s."""
+    return [
+        Headline(
+            "small_map_conv",
+            f"SmallResNet {r['net']}: SmallMapConv2d / nn.Conv2d, views/s "
+            f"({r['dense_views_per_s']:.0f} vs {r['conv2d_views_per_s']:.0f})",
+            f"{r['speedup']:.2f}x",
+            ">= 1",
+            _status(r["speedup"] >= 1.0),
+        )
+        for r in data["small_resnet"]
+    ]
+
+
 BENCHMARKS = [
     Benchmark("losses", "--out", summarise_losses),
     Benchmark("augment", "--out", summarise_augment),
     Benchmark("knn", None, summarise_knn),
     Benchmark("step_overhead", "--output", summarise_step_overhead),
     Benchmark("forward_overhead", None, summarise_forward_overhead),
+    Benchmark("small_map_conv", "--output", summarise_small_map_conv),
 ]
 EXTRAS = [
     Benchmark("gpu_throughput", "--out", summarise_gpu_throughput),
