@@ -270,10 +270,10 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         *(
             [f"App overrides for every row: `{' '.join(meta['overrides'])}`.", ""]
-            if meta.get("overrides")
+            if meta["overrides"]
             else []
         ),
-        f"Backbone for every row: `backbone={meta.get('backbone', 'small_resnet')}`.",
+        f"Backbone for every row: `backbone={meta['backbone']}`.",
         "",
         "| method | kNN-20 | linear | online probe | wall time | img/s | steps (epochs) |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -301,8 +301,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"Reproduce: `uv run python benchmarks/quality_fmnist.py --minutes "
         f"{meta['budget_minutes']:g}{' --smoke' if meta['smoke'] else ''}"
-        f" --backbone {meta.get('backbone', 'small_resnet')}"
-        f"{''.join(f' --set {o}' for o in meta.get('overrides', []))}`; per-method run "
+        f" --backbone {meta['backbone']}"
+        f"{''.join(f' --set {o}' for o in meta['overrides'])}`; per-method run "
         f"directories under `{meta['out']}` (evaluate one again with "
         f"`ssl-eval <run dir> data={meta['data']}`).",
         "",

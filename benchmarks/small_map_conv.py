@@ -32,30 +32,22 @@ CONV_SHAPES = [(256, 2, 256, 1), (512, 2, 512, 1), (128, 4, 256, 2), (128, 4, 12
 NETS = {"default (32-64-128-256)": (32, 64, 128, 256), "wide (32-64-128-512)": (32, 64, 128, 512)}
 
 
-def _seconds(step: Callable[[], None], rounds: int, reps: int) -> list[float]:
-    step()
-    out = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(reps):
-            step()
-        out.append((time.perf_counter() - start) / reps)
-    return out
+def _seconds(step: Callable[[], None], reps: int) -> float:
+    """Mean wall time of ``reps`` calls of ``step``."""
+    start = time.perf_counter()
+    for _ in range(reps):
+        step()
+    return (time.perf_counter() - start) / reps
 
 
-def _conv_step(conv: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> Callable[[], None]:
+def _step(
+    module: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = torch.bfloat16
+) -> Callable[[], None]:
+    """Forward (bf16 autocast unless ``dtype`` is float32) and backward of ``module`` on ``x``."""
+
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            out = conv(x)
-        out.float().square().mean().backward()
-
-    return step
-
-
-def _net_step(net: SmallResNet, x: torch.Tensor) -> Callable[[], None]:
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = net(x)
+            out = module(x)
         out.float().square().mean().backward()
 
     return step
@@ -79,10 +71,13 @@ def bench_convs(rounds: int, reps: int, batch: int) -> list[dict]:
                 err = (conv(x) - F.conv2d(x, conv.weight, None, stride, 1)).abs().max().item()
             plain = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
             plain.weight = conv.weight
-            times: dict[str, list[float]] = {"conv2d": [], "dense": []}
+            steps = {"conv2d": _step(plain, x, dtype), "dense": _step(conv, x, dtype)}
+            for step in steps.values():
+                step()  # warm-up
+            times: dict[str, list[float]] = {name: [] for name in steps}
             for _ in range(rounds):
-                times["conv2d"] += _seconds(_conv_step(plain, x, dtype), 1, reps)
-                times["dense"] += _seconds(_conv_step(conv, x, dtype), 1, reps)
+                for name, step in steps.items():
+                    times[name].append(_seconds(step, reps))
             best = {k: min(v) for k, v in times.items()}
             rows.append(
                 {
@@ -103,11 +98,15 @@ def bench_nets(rounds: int, reps: int, batch: int) -> list[dict]:
     for name, widths in NETS.items():
         torch.manual_seed(0)
         net = SmallResNet(in_channels=1, widths=widths).to(memory_format=torch.channels_last)
+        step = _step(net, x)
+        for mode in ("off", "on"):  # warm-up
+            _set_dense(net, mode == "on")
+            step()
         times: dict[str, list[float]] = {"off": [], "on": []}
         for _ in range(rounds):
-            for mode in ("off", "on"):
+            for mode in times:
                 _set_dense(net, mode == "on")
-                times[mode] += _seconds(_net_step(net, x), 1, reps)
+                times[mode].append(_seconds(step, reps))
         best = {k: min(v) for k, v in times.items()}
         rows.append(
             {

@@ -5,10 +5,10 @@ padding 1 sees the whole input from every output pixel, so it is exactly a dense
 the ``H*W*C_in`` input values to the ``H_out*W_out*C_out`` outputs. Written as that matrix
 product (the weight matrix is gathered from the kernel taps each call, so the parameter stays an
 ordinary ``nn.Conv2d`` weight), it runs at matmul speed; oneDNN's convolution backward on such
-maps is several times slower than its forward. Measured on 2 CPU cores, bf16 autocast, batch 512,
-forward + backward: 256->256 channels on 2x2 maps 30.9 -> 13.1 ms (2.4x), 512->512 96.2 ->
-48.8 ms (2.0x); on 4x4 maps the dense form loses (0.2-0.6x), hence ``max_input_pixels=4``
-(``benchmarks/small_map_conv.py`` re-measures it).
+maps is several times slower than its forward. ``benchmarks/small_map_conv.py`` on 2 CPU cores,
+bf16 autocast, batch 512, forward + backward: 256->256 channels on 2x2 maps 18.4 -> 9.4 ms
+(1.95x), 512->512 78.8 -> 37.4 ms (2.11x); on 4x4 maps the dense form loses (0.3-0.6x), hence
+``max_input_pixels=4``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut.
 
     The 3x3 convolutions are :class:`SmallMapConv2d`: ordinary ``nn.Conv2d`` parameters, computed
-    as one matmul on 2x2 maps (the last stage at 28-32 px), where that is 2-2.4x faster.
+    as one matmul on 2x2 maps (the last stage at 28-32 px), where that is about 2x faster.
 
     Args:
         in_channels: Input channels.
