@@ -1,7 +1,7 @@
 """Feature quality of every method on Fashion-MNIST at the same wall-clock budget.
 
 For each method (simclr, nnclr, byol, vicreg, barlow_twins, supervised) the app trains the same
-SmallResNet (``--backbone``, default ``small_resnet_wide``: widths 32-64-128-512, 512-d features)
+SmallResNet (``--backbone``, default ``small_resnet_wide_2x2``: widths 32-64-128-512, 2x2 map kept)
 with the method's presets on the FULL Fashion-MNIST
 (``data=fashion_mnist``: 60k train / 10k test, the Debian package ``dataset-fashion-mnist``),
 then ``ssl_train.evaluate`` (what ``ssl-eval`` runs) scores the exported backbone: weighted kNN
@@ -323,7 +323,9 @@ def main() -> None:
     parser.add_argument("--calibration-warmup", type=int, default=3)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument(
-        "--backbone", default="small_resnet_wide", help="the app's backbone config for every row"
+        "--backbone",
+        default="small_resnet_wide_2x2",
+        help="the app's backbone config for every row",
     )
     parser.add_argument(
         "--set", action="append", default=[], help="extra app override for every method"

@@ -95,6 +95,21 @@ def test_small_resnet_default_size_and_shapes():
     assert len(gray.stages[1]) == 2
 
 
+def test_small_resnet_pool_size_keeps_the_last_map_layout():
+    torch.manual_seed(0)
+    net = SmallResNet(in_channels=1, widths=(8, 16, 32, 64), pool_size=2).eval()
+    x = torch.randn(3, 1, 28, 28)
+    features = net(x)
+    assert features.shape == (3, net.out_features) == (3, 64 * 4)
+    last_map = net.stages(net.stem(x))  # 28 px -> a 2x2 map: pool_size=2 is a plain flatten
+    assert last_map.shape[-2:] == (2, 2)
+    torch.testing.assert_close(features, last_map.flatten(1))
+    # the global average is the mean of the four kept positions
+    averaged = SmallResNet(in_channels=1, widths=(8, 16, 32, 64)).eval()
+    averaged.load_state_dict(net.state_dict())
+    torch.testing.assert_close(averaged(x), features.view(3, 64, 4).mean(-1))
+
+
 def test_small_resnet_trains_gradients_flow():
     net = SmallResNet(widths=(8, 16))
     net(torch.randn(4, 3, 16, 16)).sum().backward()
@@ -102,5 +117,7 @@ def test_small_resnet_trains_gradients_flow():
 
 
 def test_small_resnet_errors():
+    with pytest.raises(ValueError, match="pool_size must be a positive int"):
+        SmallResNet(pool_size=0)
     with pytest.raises(ValueError, match="one positive int per stage"):
         SmallResNet(widths=(8, 16), blocks=(1, 1, 1))

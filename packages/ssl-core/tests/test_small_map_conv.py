@@ -24,11 +24,13 @@ def _pair(conv: SmallMapConv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         ((2, 1), (3, 1), 1, (1, 0), False),
         ((2, 2), 1, 1, 0, True),
         ((2, 2), 2, 1, 0, False),
+        ((4, 4), 3, 2, 1, True),  # the strided first conv of a last stage: 4x4 -> 2x2
+        ((3, 4), 3, 2, 1, False),
     ],
 )
 def test_dense_path_matches_conv2d_values_and_gradients(size, kernel, stride, padding, bias):
     torch.manual_seed(0)
-    conv = SmallMapConv2d(5, 7, kernel, stride, padding, bias=bias).double()
+    conv = SmallMapConv2d(5, 7, kernel, stride, padding, bias=bias, max_input_pixels=16).double()
     assert conv._dense_applies(torch.zeros(1, 5, *size))
     x = torch.randn(3, 5, *size, dtype=torch.double, requires_grad=True)
     out, reference = _pair(conv, x)
@@ -80,11 +82,26 @@ def test_larger_maps_and_unsupported_options_use_conv2d(monkeypatch):
 
 def test_max_input_pixels_widens_the_dense_path():
     torch.manual_seed(0)
-    conv = SmallMapConv2d(3, 5, 3, 2, 1, max_input_pixels=16)
     x = torch.randn(2, 3, 4, 4)
+    assert not SmallMapConv2d(3, 5, 3, 2, 1)._dense_applies(x)  # 16 pixels > 4 (default)
+    conv = SmallMapConv2d(3, 5, 3, 2, 1, max_input_pixels=16)
     assert conv._dense_applies(x)
     out, reference = _pair(conv, x)
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_autocast_gradients_match_conv2d():
+    torch.manual_seed(0)
+    conv = SmallMapConv2d(64, 32, 3, 1, 1, bias=True)
+    x = torch.randn(16, 64, 2, 2, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, reference = _pair(conv, x)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, conv.weight, conv.bias], grad)
+    want = torch.autograd.grad(reference, [x, conv.weight, conv.bias], grad)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype == torch.float32  # parameters' gradients stay float32
+        torch.testing.assert_close(g, w, atol=0.05, rtol=0.02)
 
 
 def test_tap_index_marks_unseen_pixels_and_rejects_misfits():

@@ -81,7 +81,11 @@ class SmallMapConv2d(nn.Conv2d):
     def __init__(self, *args: object, max_input_pixels: int = 4, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.max_input_pixels = max_input_pixels
-        self._taps: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+        self._selections: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def _output_size(self, height: int, width: int) -> tuple[int, int]:
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1  # type: ignore[operator]
 
     def _dense_applies(self, x: torch.Tensor) -> bool:
         return (
@@ -93,12 +97,15 @@ class SmallMapConv2d(nn.Conv2d):
             and not isinstance(self.padding, str)
         )
 
-    def _tap_index(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        key = (height, width, device)
-        if key not in self._taps:
+    def _selection(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """``[out pixels * in pixels, taps]`` 0/1 matrix: which tap links each pixel pair."""
+        key = (height, width, device, self.weight.dtype)
+        if key not in self._selections:
             index = tap_index(height, width, self.kernel_size, self.stride, self.padding)  # type: ignore[arg-type]
-            self._taps[key] = index.to(device)
-        return self._taps[key]
+            taps = self.kernel_size[0] * self.kernel_size[1]
+            one_hot = F.one_hot(index.reshape(-1), taps + 1)[:, :taps]  # last column: unseen
+            self._selections[key] = one_hot.to(device=device, dtype=self.weight.dtype)
+        return self._selections[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve ``x`` (``[B, C_in, H, W]``)."""
@@ -106,19 +113,22 @@ class SmallMapConv2d(nn.Conv2d):
             return super().forward(x)
         batch, c_in, height, width = x.shape
         c_out = self.out_channels
-        index = self._tap_index(height, width, x.device)
-        out_h, out_w, _ = index.shape
-        out_pixels = out_h * out_w
-        kh, kw = self.kernel_size
-        taps = self.weight.permute(2, 3, 0, 1).reshape(kh * kw, c_out, c_in)
-        taps = torch.cat([taps, taps.new_zeros(1, c_out, c_in)])
+        out_h, out_w = self._output_size(height, width)
+        out_pixels, in_pixels = out_h * out_w, height * width
+        selection = self._selection(height, width, x.device)
+        # The dense weight as a matmul of the 0/1 tap selection with the kernel: its backward is
+        # a matmul too (a gather's backward, index_put with accumulation, cost more than the
+        # convolution's matmul). Built in the weight's dtype, outside autocast, so the kernel's
+        # gradient is summed in full precision as a gather's would be.
+        with torch.autocast(x.device.type, enabled=False):
+            dense = torch.mm(selection, self.weight.reshape(c_out * c_in, -1).t())
         # [out pixel, in pixel, C_out, C_in] -> [out pixel * C_out, in pixel * C_in]
         dense = (
-            taps[index.view(out_pixels, -1)]
+            dense.view(out_pixels, in_pixels, c_out, c_in)
             .permute(0, 2, 1, 3)
-            .reshape(out_pixels * c_out, height * width * c_in)
+            .reshape(out_pixels * c_out, in_pixels * c_in)
         )
         bias = None if self.bias is None else self.bias.repeat(out_pixels)
-        flat = x.permute(0, 2, 3, 1).reshape(batch, height * width * c_in)
+        flat = x.permute(0, 2, 3, 1).reshape(batch, in_pixels * c_in)
         out = F.linear(flat, dense, bias)
         return out.view(batch, out_h, out_w, c_out).permute(0, 3, 1, 2)

@@ -55,6 +55,9 @@ class SmallResNet(nn.Module):
         widths: Channels of each stage; every stage after the first halves the resolution.
         blocks: Basic blocks per stage (an int for all stages, or one per stage).
         stem_stride: Stride of the stem convolution (1 keeps full resolution in stage 1).
+        pool_size: Side of the adaptive average pool's output grid. 1 (the default) is global
+            average pooling, ``widths[-1]`` features; ``k`` keeps a ``k x k`` layout and gives
+            ``widths[-1] * k * k`` features (at 28 px the last map is 2x2, so 2 keeps it whole).
 
     Example:
         >>> net = SmallResNet(in_channels=1)
@@ -68,6 +71,7 @@ class SmallResNet(nn.Module):
         widths: Sequence[int] = (32, 64, 128, 256),
         blocks: int | Sequence[int] = 1,
         stem_stride: int = 2,
+        pool_size: int = 1,
     ) -> None:
         super().__init__()
         widths = list(widths)
@@ -92,9 +96,11 @@ class SmallResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
             previous = width
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be a positive int, got {pool_size}.")
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(pool_size), nn.Flatten())
         self.in_channels = in_channels
-        self.out_features = widths[-1]
+        self.out_features = widths[-1] * pool_size * pool_size
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
