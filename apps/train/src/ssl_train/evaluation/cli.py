@@ -27,8 +27,8 @@ SOURCE (or source=PATH): a run directory written by ssl-train, a .ckpt, or a bac
 keys:
   backbone=trained|pixels|random  what to evaluate (default: trained; pixels and random are
                                   baselines; random copies the run's architecture, or arch=)
-  arch=small_resnet|small_resnet_wide|resnet18|torchvision   architecture for backbone=random
-                                  without a run
+  arch=NAME            architecture for backbone=random without a run: small_resnet |
+                       small_resnet_wide | small_resnet_wide_2x2 | resnet18 | torchvision
   config=PATH          the run's config.yaml, for a backbone.pt / .ckpt outside its run dir
   data=NAME            fashion_mnist_embedded | fashion_mnist | cifar10 | cifar100 | stl10 |
                        imagefolder (default: the run's dataset, else fashion_mnist_embedded)

@@ -3,11 +3,14 @@
 The last stage of a ResNet on 28-32 px images works on 2x2 maps. There a 3x3 convolution with
 padding 1 sees the whole input from every output pixel, so it is exactly a dense linear map from
 the ``H*W*C_in`` input values to the ``H_out*W_out*C_out`` outputs. Written as that matrix
-product (the weight matrix is gathered from the kernel taps each call, so the parameter stays an
-ordinary ``nn.Conv2d`` weight), it runs at matmul speed; oneDNN's convolution backward on such
-maps is several times slower than its forward. ``benchmarks/small_map_conv.py`` on 2 CPU cores,
-bf16 autocast, batch 512, forward + backward: 256->256 channels on 2x2 maps 18.4 -> 9.4 ms
-(1.95x), 512->512 78.8 -> 37.4 ms (2.11x); on 4x4 maps the dense form loses (0.3-0.6x), hence
+product it runs at matmul speed; oneDNN's convolution backward on such maps is several times
+slower than its forward. The weight matrix is rebuilt from the kernel each call, so the parameter
+stays an ordinary ``nn.Conv2d`` weight: as the product of a constant 0/1 tap-selection matrix with
+the kernel, whose backward is one more small matmul. (Gathering it by index was 1.45x slower for
+512->512 on 2x2 maps: the gather's backward, an accumulating ``index_put``, cost more than the
+convolution's own matmul.) ``benchmarks/small_map_conv.py`` on 2 CPU cores,
+bf16 autocast, batch 512, forward + backward: 256->256 channels on 2x2 maps 18.8 -> 7.5 ms
+(2.51x), 512->512 77.9 -> 35.4 ms (2.20x); on 4x4 maps the dense form loses (0.35-0.84x), hence
 ``max_input_pixels=4``.
 """
 
