@@ -84,11 +84,9 @@ class SmallMapConv2d(nn.Conv2d):
     def __init__(self, *args: object, max_input_pixels: int = 4, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.max_input_pixels = max_input_pixels
-        self._selections: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
-
-    def _output_size(self, height: int, width: int) -> tuple[int, int]:
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1  # type: ignore[operator]
+        self._selections: dict[
+            tuple[int, int, torch.device, torch.dtype], tuple[torch.Tensor, int, int]
+        ] = {}
 
     def _dense_applies(self, x: torch.Tensor) -> bool:
         return (
@@ -100,14 +98,22 @@ class SmallMapConv2d(nn.Conv2d):
             and not isinstance(self.padding, str)
         )
 
-    def _selection(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """``[out pixels * in pixels, taps]`` 0/1 matrix: which tap links each pixel pair."""
+    def _selection(
+        self, height: int, width: int, device: torch.device
+    ) -> tuple[torch.Tensor, int, int]:
+        """The tap selection for an input size, with the output height and width.
+
+        The selection is the ``[out pixels * in pixels, taps]`` 0/1 matrix of which kernel tap
+        links each pixel pair (all zeros where none does).
+        """
         key = (height, width, device, self.weight.dtype)
         if key not in self._selections:
             index = tap_index(height, width, self.kernel_size, self.stride, self.padding)  # type: ignore[arg-type]
+            out_h, out_w, _ = index.shape
             taps = self.kernel_size[0] * self.kernel_size[1]
             one_hot = F.one_hot(index.reshape(-1), taps + 1)[:, :taps]  # last column: unseen
-            self._selections[key] = one_hot.to(device=device, dtype=self.weight.dtype)
+            selection = one_hot.to(device=device, dtype=self.weight.dtype)
+            self._selections[key] = (selection, out_h, out_w)
         return self._selections[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,13 +122,10 @@ class SmallMapConv2d(nn.Conv2d):
             return super().forward(x)
         batch, c_in, height, width = x.shape
         c_out = self.out_channels
-        out_h, out_w = self._output_size(height, width)
+        selection, out_h, out_w = self._selection(height, width, x.device)
         out_pixels, in_pixels = out_h * out_w, height * width
-        selection = self._selection(height, width, x.device)
-        # The dense weight as a matmul of the 0/1 tap selection with the kernel: its backward is
-        # a matmul too (a gather's backward, index_put with accumulation, cost more than the
-        # convolution's matmul). Built in the weight's dtype, outside autocast, so the kernel's
-        # gradient is summed in full precision as a gather's would be.
+        # Built in the weight's dtype outside autocast, so each kernel tap's gradient is summed
+        # over the pixel pairs it links in full precision.
         with torch.autocast(x.device.type, enabled=False):
             dense = torch.mm(selection, self.weight.reshape(c_out * c_in, -1).t())
         # [out pixel, in pixel, C_out, C_in] -> [out pixel * C_out, in pixel * C_in]
