@@ -175,6 +175,25 @@ def test_two_process_cpu_ddp_run(tmp_path: Path) -> None:
     assert 0.0 <= summary["metrics"]["val/probe_top1"] <= 1.0
 
 
+def test_cli_destroys_the_process_group_a_run_left_behind(tmp_path: Path) -> None:
+    """A live gloo group can abort the process at exit, so the CLI destroys it after a run."""
+    import torch.distributed as dist
+
+    from ssl_train.cli import _release_process_group
+
+    _release_process_group()  # no group: nothing to do, no error
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        assert dist.is_initialized()
+        _release_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 @pytest.mark.slow
 def test_cli_run_dir_override_is_where_the_run_is_written(tmp_path: Path) -> None:
     """``ssl-train run_dir=X`` writes into X (not into Hydra's dated output directory)."""

@@ -80,6 +80,9 @@ def main(out_dir: Path) -> None:
         "world_size": trainer.world_size,
     }
     (out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
+    # Lightning leaves the process group alive; gloo's threads then race interpreter exit and
+    # abort the process ("terminate called without an active exception") now and then.
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def _task(cfg: DictConfig) -> float | None:
         if isinstance(err, DatasetUnavailableError):
             raise SystemExit(f"ssl-train: {err}\n{download_hint(cfg, hydra_cfg)}") from None
         raise
+    _release_process_group()
     if result is None:
         return None
     # The returned value is what Hydra sweepers optimise: the probe accuracy when there is one.
@@ -60,6 +61,19 @@ def _task(cfg: DictConfig) -> float | None:
         if key in result.metrics:
             return result.metrics[key]
     return None
+
+
+def _release_process_group() -> None:
+    """Destroy the process group a DDP run left behind (Lightning does not).
+
+    A live gloo group's threads race interpreter exit and abort the process now and then
+    ("terminate called without an active exception", exit code -6) after a finished run.
+    Destroying it also lets a Hydra multirun job start the next run with a fresh group.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 _hydra_main = hydra.main(config_path="conf", config_name="config", version_base="1.3")(_task)
