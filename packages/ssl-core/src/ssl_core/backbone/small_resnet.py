@@ -83,6 +83,8 @@ class SmallResNet(nn.Module):
                 f"blocks must be a positive int or one positive int per stage ({len(widths)}), "
                 f"got {blocks}."
             )
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be a positive int, got {pool_size}.")
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, stem_stride, 1, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -96,8 +98,6 @@ class SmallResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
             previous = width
         self.stages = nn.Sequential(*stages)
-        if pool_size < 1:
-            raise ValueError(f"pool_size must be a positive int, got {pool_size}.")
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(pool_size), nn.Flatten())
         self.in_channels = in_channels
         self.out_features = widths[-1] * pool_size * pool_size
