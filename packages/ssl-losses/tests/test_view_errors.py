@@ -1,4 +1,4 @@
-"""Bad input to the multi-view, distillation and masked losses: errors that name the fix."""
+"""Multi-view, distillation and masked losses: errors that name the fix; gradcheck."""
 
 import pytest
 import torch
@@ -123,3 +123,23 @@ def test_half_precision_inputs_compute_in_float32():
     assert DINOLoss(8)(s, s[:2]).dtype == torch.float32
     assert SwAVLoss()(s[:2], s[2:]).dtype == torch.float32
     assert MoCoV3Loss()(*s, s[0]).dtype == torch.float32
+
+
+def test_gradcheck_multi_view_losses():
+    def r(seed, *shape):
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+
+    s, t = (r(0, 3, 4), r(1, 3, 4), r(2, 3, 4)), [r(3, 3, 4).detach(), r(4, 3, 4).detach()]
+    dino = DINOLoss(4, center_momentum=1.0).double()
+    assert torch.autograd.gradcheck(lambda *v: dino(list(v), t), s)
+    # The codes are computed without gradient, so check through the low-resolution views only.
+    assert torch.autograd.gradcheck(lambda *v: SwAVLoss()(t, list(v)), s)
+    assert torch.autograd.gradcheck(lambda a, b: MoCoV3Loss()(a, b, t[0], t[1]), s[:2])
+    mask = torch.tensor([[True, False], [True, True], [False, True]])
+    pred, target = r(5, 3, 2, 4), r(6, 3, 2, 4).detach()
+    assert torch.autograd.gradcheck(lambda p: MAELoss()(p, target, mask), (pred,))
+    assert torch.autograd.gradcheck(lambda p: IJEPALoss("smooth_l1")(p, target), (pred,))
+    ibot = iBOTPatchLoss(4, center_momentum=1.0).double()
+    sp, tp = r(7, 3, 2, 4), [r(8, 3, 2, 4).detach()]
+    assert torch.autograd.gradcheck(lambda p: ibot([p], tp, [mask]), (sp,))
