@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from ssl_losses import DINOLoss, IJEPALoss, MAELoss, MoCoV3Loss, SwAVLoss, iBOTPatchLoss
+from ssl_losses import (
+    DINOLoss,
+    IJEPALoss,
+    MAELoss,
+    MoCoV3Loss,
+    SwAVLoss,
+    iBOTPatchLoss,
+    sinkhorn_knopp,
+)
 
 
 def _v(*shape, count=2):
@@ -77,6 +85,10 @@ def test_swav_rejects_bad_views():
         SwAVLoss(sinkhorn_iterations=0)
     with pytest.raises(ValueError, match="sinkhorn_epsilon must be a finite number > 0"):
         SwAVLoss(sinkhorn_epsilon=0.0)
+    with pytest.raises(ValueError, match=r"scores must be a tensor \[B, K\] or \[V, B, K\]"):
+        sinkhorn_knopp(torch.randn(10))
+    with pytest.raises(ValueError, match="sinkhorn_iterations must be an integer >= 1"):
+        sinkhorn_knopp(torch.randn(4, 3), iterations=0)
 
 
 def test_mocov3_rejects_mismatched_queries_and_keys():

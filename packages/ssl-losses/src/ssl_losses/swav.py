@@ -16,6 +16,14 @@ from ssl_losses.distributed import all_reduce_sum, is_distributed
 __all__ = ["SwAVLoss", "sinkhorn_knopp"]
 
 
+def _check_iterations(owner: str, iterations: object) -> int:
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(
+            f"{owner}: sinkhorn_iterations must be an integer >= 1, got {iterations!r}; SwAV uses 3"
+        )
+    return iterations
+
+
 @torch.no_grad()
 def sinkhorn_knopp(
     scores: torch.Tensor,
@@ -43,6 +51,11 @@ def sinkhorn_knopp(
     Returns:
         Codes of the same shape as ``scores``, without gradient.
     """
+    check_positive("sinkhorn_knopp", "epsilon", epsilon)
+    _check_iterations("sinkhorn_knopp", iterations)
+    if not isinstance(scores, torch.Tensor) or scores.dim() not in (2, 3):
+        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"sinkhorn_knopp: scores must be a tensor [B, K] or [V, B, K], got {got}")
     squeeze = scores.dim() == 2
     q = scores.detach().unsqueeze(0) if squeeze else scores.detach()  # [V, B, K]
     distributed = gather_distributed and is_distributed(group)
@@ -109,16 +122,7 @@ class SwAVLoss(nn.Module):
         super().__init__()
         owner = type(self).__name__
         self.temperature = check_positive(owner, "temperature", temperature)
-        if (
-            isinstance(sinkhorn_iterations, bool)
-            or not isinstance(sinkhorn_iterations, int)
-            or sinkhorn_iterations < 1
-        ):
-            raise ValueError(
-                f"{owner}: sinkhorn_iterations must be an integer >= 1, got "
-                f"{sinkhorn_iterations!r}; SwAV uses 3"
-            )
-        self.sinkhorn_iterations = sinkhorn_iterations
+        self.sinkhorn_iterations = _check_iterations(owner, sinkhorn_iterations)
         self.sinkhorn_epsilon = check_positive(owner, "sinkhorn_epsilon", sinkhorn_epsilon)
         self.gather_distributed = gather_distributed
         self.group = group
