@@ -63,7 +63,7 @@ def sinkhorn_knopp(
     peak = q.amax(dim=(1, 2), keepdim=True)
     if distributed:
         dist.all_reduce(peak, op=dist.ReduceOp.MAX, group=group)
-    q = torch.exp((q - peak) / epsilon)
+    q = (q - peak).div_(epsilon).exp_()
     total = q.sum(dim=(1, 2), keepdim=True)
     b_global = q.new_tensor(float(b))
     if distributed:
@@ -71,13 +71,12 @@ def sinkhorn_knopp(
         total, b_global = packed[:-1].view_as(total), packed[-1]
     q /= total
     for _ in range(iterations):
+        # The official two divisions (by the sums, then by K or B) in one pass over q.
         per_prototype = q.sum(dim=1, keepdim=True)  # [V, 1, K]
         if distributed:
             per_prototype = all_reduce_sum(per_prototype, group)
-        q /= per_prototype
-        q /= k
-        q /= q.sum(dim=2, keepdim=True)
-        q /= b_global
+        q /= per_prototype * k
+        q /= q.sum(dim=2, keepdim=True) * b_global
     q *= b_global
     return q.squeeze(0) if squeeze else q
 
