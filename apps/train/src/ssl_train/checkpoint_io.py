@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,15 +119,23 @@ def load_checkpoint(
         with allowed_globals():
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        try:
-            names = ", ".join(unsafe_globals(path)) or "unknown (see below)"
-        except Exception:  # a legacy (non-zip) file: torch's message names the first one
-            names = "see below"
         raise UnsafeCheckpointError(
-            f"refusing to load {path}: it holds objects that are not plain data ({names}), and "
-            "unpickling them could run code. If you trust where the file comes from, load it "
-            f"anyway with {opt_in}. (torch: {str(err).splitlines()[-1].strip()[:300]})"
+            f"refusing to load {path}: it holds objects that are not plain data "
+            f"({_offenders(path, err)}), and unpickling them could run code. If you trust where "
+            f"the file comes from, load it anyway with {opt_in}."
         ) from None
+
+
+def _offenders(path: str | Path, err: Exception) -> str:
+    """The unsafe globals of the file, else the first one, as torch's error names it."""
+    try:
+        names = unsafe_globals(path)
+    except Exception:  # a legacy (non-zip) file cannot be scanned
+        names = []
+    if names:
+        return ", ".join(names)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    return found.group(1) if found else "unknown"
 
 
 def plain_state(obj: Any) -> Any:

@@ -254,7 +254,8 @@ def evaluate(
         in ``[0, 1]``), ``knn`` (per k), ``linear``, sizes, settings and ``seconds``.
 
     Raises:
-        EvaluationError: Bad source, backbone kind, config group or override.
+        EvaluationError: Bad source, backbone kind, config group or override, or a weights
+            file that holds objects other than plain data (unless ``trust_checkpoint``).
         ssl_data.DatasetUnavailableError: The dataset is missing (its message names the fix).
 
     Example:
