@@ -77,13 +77,13 @@ def unsafe_globals(path: str | Path) -> list[str]:
     Reads only the pickle's opcodes (nothing is unpickled).
 
     Returns:
-        Dotted names such as ``["builtins.getattr", "pathlib.PosixPath"]``; empty when the file
+        Sorted dotted names (``["builtins.getattr", "pathlib.PosixPath"]``); empty when the file
         loads with ``weights_only=True``.
     """
     allowed = {_qualname(obj) for obj in SAFE_GLOBALS}
     with allowed_globals():
         found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    return [name for name in found if name not in allowed]
+    return sorted(name for name in found if name not in allowed)
 
 
 def load_checkpoint(
