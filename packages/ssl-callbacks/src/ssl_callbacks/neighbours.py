@@ -7,10 +7,10 @@ ties aside):
   (:func:`build_index`, e.g. ``"HNSW32"``) for approximate search;
 * faiss on GPU (``faiss-gpu`` installed, the ``ssl-callbacks[gpu]`` extra): ``faiss.knn_gpu`` on
   the device tensors, no copy to the host;
-* torch (:func:`torch_knn`): chunked matmul and ``topk`` on the rows' device. Where bfloat16
-  matmul is fast (CUDA, CPUs with AVX512-BF16/AMX) the similarities are screened in bfloat16 and
-  the candidates re-scored in float32 under a proven error bound, so the result is exact; a
-  query whose bound does not separate its k-th neighbour is searched again in float32.
+* torch (:func:`torch_knn`): chunked matmul and ``topk`` on the rows' device. On CUDA the
+  similarities are screened in bfloat16 and the candidates re-scored in float32 under a proven
+  error bound, so the result is exact; a query whose bound does not separate its k-th neighbour
+  is searched again in float32.
 
 ``benchmarks/knn.py`` measures each path against the chunked torch brute force of solo-learn.
 """
@@ -46,20 +46,20 @@ def faiss_gpu_available() -> bool:
 
 
 def fast_bf16(device: torch.device) -> bool:
-    """Whether bfloat16 matmul is faster than float32 on ``device`` (CUDA, AVX512-BF16/AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
+    """Whether the bfloat16 screen pays on ``device``: CUDA GPUs with bfloat16 only.
+
+    On an AVX512-BF16 CPU the screen's gather and top-80 cost more than the bfloat16 matmul saves
+    (``benchmarks/knn.py``: 0.5x the float32 brute force), so CPUs search in float32.
+    """
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def resolve_backend(backend: Backend, device: torch.device, index: str = "Flat") -> str:
     """The search path for a bank on ``device``: ``"faiss-cpu"``, ``"faiss-gpu"`` or ``"torch"``.
 
     ``"auto"``: approximate indexes use faiss on CPU; an exact search of a CUDA bank uses faiss's
-    GPU brute force when installed, else torch on the device; a CPU bank uses torch where
-    bfloat16 matmul is fast (measured faster, ``benchmarks/knn.py``), else faiss.
+    GPU brute force when installed, else torch on the device; a CPU bank uses faiss (measured
+    faster than torch on CPU, ``benchmarks/knn.py``).
 
     Raises:
         ValueError: Unknown backend, or ``"torch"`` with an approximate faiss index.
@@ -79,7 +79,7 @@ def resolve_backend(backend: Backend, device: torch.device, index: str = "Flat")
         return "torch"
     if device.type == "cuda":
         return "faiss-gpu" if faiss_gpu_available() else "torch"
-    return "torch" if fast_bf16(device) else "faiss-cpu"
+    return "faiss-cpu"
 
 
 def build_index(
