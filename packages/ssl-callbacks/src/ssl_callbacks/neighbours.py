@@ -224,6 +224,8 @@ def torch_knn(
         sq_rows = rows.pow(2).sum(1)
     chunk = max(1, min(max_matrix // max(n, 1), q_all.shape[0]))
     kk = min(n, max(4 * k, k + 32))
+    if screen is not None:  # the re-scoring gathers [chunk, kk, D] rows: keep it in budget too
+        chunk = max(1, min(chunk, max_matrix // (kk * rows.shape[1])))
     margin = 2 * _screen_error(rows.shape[1])
     out_s, out_i = [], []
     for start in range(0, q_all.shape[0], chunk):
