@@ -149,3 +149,25 @@ def test_validation_dim_differs_from_bank(toy, tmp_path):
     trainer = toy.trainer(tmp_path, [knn])
     with pytest.raises(ValueError, match=r"OnlineKNN\('knn'\).*dim 4 but the bank holds dim 6"):
         trainer.fit(Other(dim=6), toy.loader(xt, yt), toy.loader(xt, yt))
+
+
+@pytest.mark.parametrize("where", ["train", "val"])
+def test_nan_embeddings_raise_naming_the_callback(toy, tmp_path, where):
+    xt, yt = _data(16, 6, seed=0)
+    xv, yv = _data(8, 6, seed=1)
+    (xt if where == "train" else xv)[2, 1] = float("nan")
+    knn = OnlineKNN("knn", "embedding", "label", 16, k=2, num_classes=4)
+    trainer = toy.trainer(tmp_path, [knn])
+    match = "the bank of training 'embedding'" if where == "train" else "validation embeddings"
+    with pytest.raises(ValueError, match=rf"OnlineKNN\('knn'\).*{match}.*NaN"):
+        trainer.fit(toy.Module(dim=6, identity=True), toy.loader(xt, yt), toy.loader(xv, yv))
+
+
+def test_validation_label_beyond_num_classes(toy, tmp_path):
+    xt, yt = _data(16, 6, seed=0)
+    xv, yv = _data(8, 6, seed=1)
+    yv[3] = 6
+    knn = OnlineKNN("knn", "embedding", "label", 16, k=2, num_classes=4)
+    trainer = toy.trainer(tmp_path, [knn])
+    with pytest.raises(ValueError, match=r"OnlineKNN\('knn'\): got label 6 but num_classes=4"):
+        trainer.fit(toy.Module(dim=6, identity=True), toy.loader(xt, yt), toy.loader(xv, yv))
