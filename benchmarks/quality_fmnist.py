@@ -1,30 +1,38 @@
 """Feature quality of every method on Fashion-MNIST at the same wall-clock budget.
 
-For each method (simclr, nnclr, byol, vicreg, barlow_twins, supervised) the app trains the same
-SmallResNet (``--backbone``, default ``small_resnet_wide_2x2``: widths 32-64-128-512, 2x2 map kept)
-with the method's presets on the FULL Fashion-MNIST
-(``data=fashion_mnist``: 60k train / 10k test, the Debian package ``dataset-fashion-mnist``),
-then ``ssl_train.evaluate`` (what ``ssl-eval`` runs) scores the exported backbone: weighted kNN
-(k=20, cosine, T=0.07) and a linear probe on frozen features of the train split, top-1 on the
-test split. Raw pixels and a randomly initialised SmallResNet are the baselines.
+Each row trains one method config of the app on one backbone with the method's presets on the
+FULL Fashion-MNIST (``data=fashion_mnist``: 60k train / 10k test, the Debian package
+``dataset-fashion-mnist``), then ``ssl_train.evaluate`` (what ``ssl-eval`` runs) scores the
+exported backbone: weighted kNN (k=20, cosine, T=0.07) and a linear probe on frozen features of
+the train split, top-1 on the test split. Raw pixels and a randomly initialised copy of every
+backbone in the table are the baselines. Rows are selected as ``METHOD`` (the default
+``--backbone``, ``small_resnet_wide_2x2``: SmallResNet widths 32-64-128-512, 2x2 map kept; or
+the ViT a ViT-only method selects) or ``METHOD@BACKBONE`` (``dino@vit_tiny``; the method's
+``<METHOD>_vit`` recipe when the app has one); see ``_quality_rows.py``.
 
-Equal budget: a calibration run measures each method's wall-clock time per training step (data,
+Equal budget: a calibration run measures each row's wall-clock time per training step (data,
 batched augmentation, forward, backward, optimiser step, online probe/kNN updates; after warm-up
 steps) and the time to validate; the real run then gets
 ``max_steps = (minutes * 60 - validation) / seconds_per_step`` and validates once, at its last
 step. A step budget instead of Lightning's ``max_time`` keeps the schedules whole: the cosine
-learning rate and the EMA coefficient of BYOL reach their final values at the end of the budget
+learning rate and the EMA coefficients reach their final values at the end of the budget
 (``max_time`` would stop them half-way). The table reports the measured wall time of each run
 (setup, training and the final validation), so unequal budgets would show.
 
-Each method trains in its own run directory under ``--out``; a method whose directory already
-holds ``quality.json`` is not redone, one with a ``summary.json`` is only evaluated, and one with
-only ``checkpoints/last.ckpt`` (a crash) is resumed. So a crashed benchmark continues with the
-same command.
+Each row trains in its own run directory under ``--out`` (``<METHOD>`` or
+``<METHOD>@<BACKBONE>``); a row whose directory already holds ``quality.json`` is not redone,
+one with a ``summary.json`` is only evaluated, and one with only ``checkpoints/last.ckpt`` (a
+crash) is resumed. So a crashed benchmark continues with the same command.
 
-    uv run python benchmarks/quality_fmnist.py                       # ~6 x 10 min + evaluation
-    uv run python benchmarks/quality_fmnist.py --methods simclr,byol --minutes 5
-    uv run python benchmarks/quality_fmnist.py --smoke --methods simclr,byol   # check the script
+The measured rows are merged into the results file: rows of the same name are replaced, the
+others kept with their own commit and date; baselines missing from it are measured (``--baselines
+all`` re-measures them). Rows measured with other settings (budget, ``--set`` overrides, data)
+than the rows kept are refused unless ``--mixed``.
+
+    uv run python benchmarks/quality_fmnist.py --methods vicreg dino@vit_tiny mae  # 3 x 10 min
+    uv run python benchmarks/quality_fmnist.py --methods all     # every method (hours)
+    uv run python benchmarks/quality_fmnist.py --smoke --minutes 0.05 --methods simclr
+    uv run python benchmarks/quality_fmnist.py --render-only     # rewrite the .md from the .json
 
 Writes ``benchmarks/results/quality_fmnist.md`` and ``.json`` (``--smoke``: into ``--out``).
 """
@@ -33,136 +41,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import shutil
 import subprocess
 import time
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import torch
-from _step_clock import StepClock
+from _quality_report import markdown
+from _quality_rows import (
+    Catalog,
+    Selector,
+    baseline_name,
+    merge,
+    mismatches,
+    parse_selectors,
+    upgrade,
+)
+from _quality_train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-METHODS = ("simclr", "nnclr", "byol", "vicreg", "barlow_twins", "supervised")
-
-
-def base_overrides(method: str, args: argparse.Namespace) -> list[str]:
-    """The app overrides shared by the calibration and the real run of ``method``."""
-    overrides = [
-        f"method={method}",
-        f"data={args.data}",
-        f"backbone={args.backbone}",
-        f"seed={args.seed}",
-        "progress_bar=none",
-        "summary=false",
-    ]
-    if args.smoke:
-        overrides += [
-            "data.train.limit=2048",
-            "data.val.limit=512",
-            "data.train.batch_size=64",
-            "callbacks.knn.queue_length=2048",
-        ]
-    return overrides + list(args.set)
-
-
-def calibrate(method: str, args: argparse.Namespace, scratch: Path) -> dict[str, float]:
-    """Measure seconds per training step and per validation pass of ``method`` (short run)."""
-    from ssl_train import compose
-    from ssl_train.runner import build, prepare
-
-    warmup, steps = args.calibration_warmup, args.calibration_steps
-    overrides = [
-        *base_overrides(method, args),
-        f"trainer.max_steps={warmup + steps}",
-        "trainer.max_epochs=-1",
-        "trainer.check_val_every_n_epoch=null",
-        f"+trainer.val_check_interval={warmup + steps}",
-        "export_backbone=false",
-        "plots=false",
-        "checkpoint.every_n_steps=null",
-        "checkpoint.monitor=null",
-        "+trainer.enable_model_summary=false",
-    ]
-    cfg, run_dir, _ = prepare(compose(overrides), run_dir=scratch)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    datamodule, module, trainer, _ = build(cfg, run_dir)
-    clock = StepClock(warmup)
-    trainer.callbacks.append(clock)
-    trainer.fit(module, datamodule=datamodule)
-    if clock.seconds is None:
-        raise RuntimeError("calibration: no timed step ran; raise --calibration-steps.")
-    return {
-        "seconds_per_step": clock.seconds / clock.steps,
-        "validation_s": clock.val_seconds,
-        "batch_size": float(cfg.data.train.batch_size),
-        "train_size": float(len(datamodule.train_dataloader().sampler.indices())),
-    }
-
-
-def train(method: str, args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
-    """Calibrate, then train ``method`` for the budget (or resume a crashed run)."""
-    from ssl_train import compose, run
-
-    if (run_dir / "checkpoints" / "last.ckpt").is_file():
-        print(f"[{method}] resuming {run_dir}")
-        result = run(compose([f"resume={run_dir}"]))
-        calibration = json.loads((run_dir / "calibration.json").read_text())
-        resumed = True
-    else:
-        scratch = run_dir.parent / f"_calibration_{method}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        print(f"[{method}] calibrating ({args.calibration_steps} timed steps)")
-        calibration = calibrate(method, args, scratch)
-        shutil.rmtree(scratch, ignore_errors=True)
-        budget = args.minutes * 60.0
-        train_size = calibration["train_size"]
-        val_s = calibration["validation_s"]
-        steps = max(1, int((budget - val_s) / calibration["seconds_per_step"]))
-        calibration.update(budget_s=budget, max_steps=steps)
-        calibration["epochs"] = steps * calibration["batch_size"] / train_size
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
-        print(
-            f"[{method}] {calibration['seconds_per_step'] * 1e3:.0f} ms/step, validation "
-            f"{val_s:.1f} s -> {steps} steps ({calibration['epochs']:.2f} epochs)"
-        )
-        overrides = [
-            *base_overrides(method, args),
-            f"trainer.max_steps={steps}",
-            "trainer.max_epochs=-1",
-            "trainer.check_val_every_n_epoch=null",
-            f"+trainer.val_check_interval={steps}",
-        ]
-        result = run(compose(overrides), run_dir=run_dir)
-        resumed = False
-    assert result is not None
-    if "val/probe_top1" not in result.metrics:  # resumed after its last validation
-        last = last_logged(run_dir / "metrics.csv", "val/probe_top1")
-        if last is not None:
-            result.metrics["val/probe_top1"] = last
-    return {
-        "metrics": result.metrics,
-        "wall_s": result.wall_s,
-        "app_images_per_s": result.images_per_s,
-        "calibration": calibration,
-        "resumed": resumed,
-    }
-
-
-def last_logged(csv_path: Path, key: str) -> float | None:
-    """The last value of ``key`` in a run's ``metrics.csv``, or ``None``."""
-    import csv
-
-    if not csv_path.is_file():
-        return None
-    with csv_path.open(newline="") as f:
-        values = [row[key] for row in csv.DictReader(f) if row.get(key)]
-    return float(values[-1]) if values else None
+SEED_ROWS = ("simclr", "nnclr", "byol", "vicreg", "barlow_twins", "supervised")
 
 
 def eval_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,38 +73,61 @@ def eval_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
     kwargs: dict[str, Any] = {"data": args.data, "ks": (10, 20, 200), "progress": False}
     if args.smoke:
+        limit = args.smoke_limit
         kwargs.update(
-            train_limit=2048, test_limit=512, probe=ProbeSettings(epochs=5, min_steps=200)
+            train_limit=limit, test_limit=limit // 4, probe=ProbeSettings(epochs=5, min_steps=50)
         )
     return kwargs
 
 
-def method_row(method: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Train (unless done) and evaluate one method; cached in ``<run dir>/quality.json``."""
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a row records about how it was measured (the merge compares these)."""
+    return {
+        "commit": args.commit,
+        "date": args.date,
+        "budget_minutes": args.minutes,
+        "data": args.data,
+        "smoke": args.smoke,
+        "overrides": list(args.set),
+    }
+
+
+def method_row(sel: Selector, args: argparse.Namespace) -> dict[str, Any]:
+    """Train (unless done) and evaluate one row; cached in ``<run dir>/quality.json``."""
     from ssl_train import evaluate
 
-    run_dir = args.out / method
+    run_dir = args.out / sel.key
     done = run_dir / "quality.json"
     if done.is_file():
-        print(f"[{method}] already done: {done}")
-        return json.loads(done.read_text())
+        row = json.loads(done.read_text())
+        if row.get("backbone", sel.backbone) != sel.backbone:
+            raise SystemExit(
+                f"{done} was measured with backbone={row['backbone']}; move {run_dir}."
+            )
+        print(f"[{sel.name}] already done: {done}")
+        return row
     if (run_dir / "summary.json").is_file():
         summary = json.loads((run_dir / "summary.json").read_text())
-        calibration = json.loads((run_dir / "calibration.json").read_text())
         trained = {
             "metrics": summary["metrics"],
             "wall_s": summary["wall_s"],
             "app_images_per_s": summary["images_per_s"],
-            "calibration": calibration,
+            "calibration": json.loads((run_dir / "calibration.json").read_text()),
             "resumed": False,
         }
     else:
-        trained = train(method, args, run_dir)
-    print(f"[{method}] evaluating")
+        trained = train(sel, args, run_dir)
+    print(f"[{sel.name}] evaluating")
     evaluation = evaluate(run_dir, **eval_kwargs(args))
     calibration = trained["calibration"]
     row = {
-        "method": method,
+        "method": sel.name,
+        "kind": "method",
+        "selector": sel.key,
+        "config": sel.config,
+        "backbone": sel.backbone,
+        "vit": sel.vit,
+        **settings(args),
         "knn20": evaluation["metrics"]["knn20_top1"],
         "linear": evaluation["metrics"]["linear_top1"],
         "online_probe": trained["metrics"].get("val/probe_top1"),
@@ -217,18 +142,29 @@ def method_row(method: str, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
-def baseline_row(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Raw pixels or a random-init backbone, evaluated like the methods (cached)."""
+def baseline_row(
+    kind: str, backbone: str | None, vit: bool, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Raw pixels or a random-init ``backbone``, evaluated like the trained rows (cached)."""
     from ssl_train import evaluate
 
-    path = args.out / f"_baseline_{kind}.json"
+    path = args.out / (
+        f"_baseline_{kind}.json" if backbone is None else f"_baseline_{kind}_{backbone}.json"
+    )
+    if path.is_file() and args.baselines == "all":
+        path.unlink()  # re-measure
     if path.is_file():
         return json.loads(path.read_text())
-    print(f"[{kind}] evaluating")
-    extra = {"arch": args.backbone} if kind == "random" else {}
+    name = baseline_name(kind, backbone)
+    print(f"[{name}] evaluating")
+    extra = {"arch": backbone} if kind == "random" else {}
     evaluation = evaluate(backbone=kind, **extra, **eval_kwargs(args))
     row = {
-        "method": {"pixels": "raw pixels", "random": f"random-init {args.backbone}"}[kind],
+        "method": name,
+        "kind": kind,
+        "backbone": backbone,
+        "vit": vit,
+        **{k: v for k, v in settings(args).items() if k in ("commit", "date", "data", "smoke")},
         "knn20": evaluation["metrics"]["knn20_top1"],
         "linear": evaluation["metrics"]["linear_top1"],
         "evaluation": evaluation,
@@ -236,6 +172,20 @@ def baseline_row(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(row, indent=2, default=str) + "\n")
     return row
+
+
+def add_baselines(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``rows`` with raw pixels and a random-init row per trained backbone (per ``--baselines``)."""
+    if args.baselines == "none":
+        return rows
+    have = {r["method"] for r in rows} if args.baselines == "missing" else set()
+    wanted = [("pixels", None, False)] + [
+        ("random", r["backbone"], bool(r.get("vit"))) for r in rows if r.get("kind") == "method"
+    ]
+    for kind, backbone, vit in dict.fromkeys(wanted):
+        if baseline_name(kind, backbone) not in have:
+            rows = merge(rows, [baseline_row(kind, backbone, vit, args)], args.backbone)
+    return rows
 
 
 def git_commit() -> str:
@@ -255,106 +205,15 @@ def git_commit() -> str:
     return f"{commit}+dirty" if dirty else commit or "unknown"
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
-
-
-def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    """The results page."""
-    lines = [
-        "# Fashion-MNIST: feature quality at an equal wall-clock budget",
-        "",
-        f"Commit `{meta['commit']}`, {meta['date']}; {meta['budget_minutes']:g} min per method "
-        f"on {meta['machine']} ({meta['threads']} torch threads, {meta['device']}); data "
-        f"`{meta['data']}`{' (smoke run: subsets)' if meta['smoke'] else ''}.",
-        "",
-        *(
-            [f"App overrides for every row: `{' '.join(meta['overrides'])}`.", ""]
-            if meta["overrides"]
-            else []
-        ),
-        f"Backbone for every row: `backbone={meta['backbone']}`.",
-        "",
-        "| method | kNN-20 | linear | online probe | wall time | img/s | steps (epochs) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        wall = f"{r['wall_s'] / 60:.1f} min" if "wall_s" in r else "-"
-        ips = f"{r['images_per_s']:.0f}" if "images_per_s" in r else "-"
-        steps = f"{r['steps']} ({r['epochs']:.2f})" if "steps" in r else "-"
-        name = r["method"] + (" (resumed)" if r.get("train", {}).get("resumed") else "")
-        lines.append(
-            f"| {name} | {_pct(r['knn20'])} | {_pct(r['linear'])} | "
-            f"{_pct(r.get('online_probe'))} | {wall} | {ips} | {steps} |"
-        )
-    probe = meta["probe"]
-    lines += [
-        "",
-        "Top-1 accuracy (%) on the test split. kNN-20: cosine, `exp(sim / 0.07)` votes over the "
-        "train split's features (faiss, exact). Linear: `nn.Linear` on standardised frozen "
-        f"features, AdamW lr {probe['lr']:g}, {probe['epochs']} epochs (at least "
-        f"{probe['min_steps']} steps), batch {probe['batch_size']}, cosine schedule. Online "
-        "probe: the app's `OnlineProbe` (trained alongside the backbone) at the end of the run. "
-        "img/s: source images per second of wall time in training steps (data, batched "
-        "augmentation, forward, backward, optimiser, online callbacks), measured by the "
-        "calibration run; wall time: the whole run (setup, training, final validation).",
-        "",
-        f"Reproduce: `uv run python benchmarks/quality_fmnist.py --minutes "
-        f"{meta['budget_minutes']:g}{' --smoke' if meta['smoke'] else ''}"
-        f" --backbone {meta['backbone']}"
-        f"{''.join(f' --set {o}' for o in meta['overrides'])}`; per-method run "
-        f"directories under `{meta['out']}` (evaluate one again with "
-        f"`ssl-eval <run dir> data={meta['data']}`).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def main() -> None:
-    """Train and evaluate every method, write the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
-    parser.add_argument("--minutes", type=float, default=10.0, help="budget per method")
-    parser.add_argument("--smoke", action="store_true", help="embedded subset, ~15 s per method")
-    parser.add_argument("--out", type=Path, default=None, help="run directories")
-    parser.add_argument("--results", type=Path, default=None, help="md/json path without suffix")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--calibration-steps", type=int, default=None)
-    parser.add_argument("--calibration-warmup", type=int, default=3)
-    parser.add_argument("--no-baselines", action="store_true")
-    parser.add_argument(
-        "--backbone",
-        default="small_resnet_wide_2x2",
-        help="the app's backbone config for every row",
-    )
-    parser.add_argument(
-        "--set", action="append", default=[], help="extra app override for every method"
-    )
-    args = parser.parse_args()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
-    args.data = "fashion_mnist_embedded" if args.smoke else "fashion_mnist"
-    if args.smoke and args.minutes == 10.0:
-        args.minutes = 0.25
-    if args.calibration_steps is None:
-        args.calibration_steps = 4 if args.smoke else 20
-    args.out = args.out or ROOT / "outputs" / f"quality_fmnist{'_smoke' if args.smoke else ''}"
-    args.out = args.out.resolve()
-    results = args.results or (
-        args.out / "quality_fmnist_smoke" if args.smoke else RESULTS / "quality_fmnist"
-    )
-    start = time.perf_counter()
-    rows = [] if args.no_baselines else [baseline_row("pixels", args), baseline_row("random", args)]
-    rows += [method_row(m, args) for m in methods]
+def run_meta(args: argparse.Namespace, old: dict[str, Any], total_s: float) -> dict[str, Any]:
+    """The results file's ``meta``: the machine and evaluation of the latest update."""
     from ssl_train.evaluation import ProbeSettings
 
     probe = eval_kwargs(args).get("probe") or ProbeSettings()
-    meta = {
-        "commit": git_commit(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "budget_minutes": args.minutes,
+    return {
+        **old,
+        "commit": args.commit,
+        "date": args.date,
         "data": args.data,
         "smoke": args.smoke,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -364,17 +223,97 @@ def main() -> None:
         "out": str(args.out),
         "probe": probe.__dict__,
         "backbone": args.backbone,
-        "overrides": list(args.set),
-        "total_s": time.perf_counter() - start,
+        "total_s": total_s,
     }
-    page = markdown(rows, meta)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.with_suffix(".md").write_text(page)
-    results.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=2, default=str) + "\n"
+
+
+def parse_args(catalog: Catalog) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(SEED_ROWS),
+        metavar="ROW",
+        help="rows: METHOD or METHOD@BACKBONE (space or comma separated; 'all': every method; "
+        f"methods: {', '.join(catalog.selectable())})",
     )
+    parser.add_argument("--minutes", type=float, default=10.0, help="budget per row")
+    parser.add_argument("--smoke", action="store_true", help="embedded subset, tiny budget")
+    parser.add_argument("--smoke-limit", type=int, default=1024, help="--smoke: train images")
+    parser.add_argument("--out", type=Path, default=None, help="run directories")
+    parser.add_argument("--results", type=Path, default=None, help="md/json path without suffix")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibration-steps", type=int, default=None)
+    parser.add_argument("--calibration-warmup", type=int, default=3)
+    parser.add_argument(
+        "--baselines",
+        choices=("missing", "all", "none"),
+        default="missing",
+        help="measure the baselines missing from the results (default), all of them, or none",
+    )
+    parser.add_argument("--mixed", action="store_true", help="merge rows of other settings")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md only")
+    parser.add_argument(
+        "--backbone",
+        default="small_resnet_wide_2x2",
+        choices=sorted(catalog.backbones),
+        help="the default backbone (rows named by method alone)",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], help="extra app override for every trained row"
+    )
+    args = parser.parse_args()
+    try:
+        args.rows = parse_selectors(args.methods, catalog, args.backbone)
+    except ValueError as err:
+        parser.error(str(err))
+    args.data = "fashion_mnist_embedded" if args.smoke else "fashion_mnist"
+    if args.smoke and args.minutes == 10.0:
+        args.minutes = 0.25
+    if args.calibration_steps is None:
+        args.calibration_steps = 4 if args.smoke else 20
+    args.out = (
+        args.out or ROOT / "outputs" / f"quality_fmnist{'_smoke' if args.smoke else ''}"
+    ).resolve()
+    args.results = args.results or (
+        args.out / "quality_fmnist_smoke" if args.smoke else RESULTS / "quality_fmnist"
+    )
+    args.commit, args.date = git_commit(), time.strftime("%Y-%m-%d %H:%M")
+    return args
+
+
+def main() -> None:
+    """Measure the selected rows, merge them into the results, write the table."""
+    catalog = Catalog.from_conf(Path(str(files("ssl_train.conf"))))
+    args = parse_args(catalog)
+    json_path, md_path = args.results.with_suffix(".json"), args.results.with_suffix(".md")
+    old = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    existing = upgrade(old)
+    if not args.render_only:
+        replaced = {s.name for s in args.rows}
+        kept = [r for r in existing if r["method"] not in replaced]
+        differ = mismatches(kept, settings(args))
+        if differ and not args.mixed:
+            raise SystemExit(
+                f"{json_path} holds rows measured with other settings ({'; '.join(differ)}); "
+                "pass the same --minutes/--set, --results OTHER for a separate table, or --mixed."
+            )
+        start = time.perf_counter()
+        new = [method_row(s, args) for s in args.rows]
+        rows = merge(existing, new, args.backbone)
+        rows = add_baselines(rows, args)
+        meta = run_meta(args, old.get("meta", {}), time.perf_counter() - start)
+    else:
+        rows, meta = merge(existing, [], args.backbone), dict(old.get("meta", {}))
+    for stale in ("budget_minutes", "overrides"):  # per row now
+        meta.pop(stale, None)
+    page = markdown(rows, meta)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(page)
+    json_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str) + "\n")
     print(page)
-    print(f"wrote {results.with_suffix('.md')} and .json")
+    print(f"wrote {md_path} and .json")
 
 
 if __name__ == "__main__":

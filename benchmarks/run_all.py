@@ -204,46 +204,25 @@ def summarise_gpu_throughput(data: dict[str, Any]) -> list[Headline]:
 
 
 def summarise_quality(data: dict[str, Any]) -> list[Headline]:
-    """Issue goals: every SSL method beats raw pixels (kNN and linear); best SSL linear within
-    3 points of supervised."""
-    rows = {r["method"]: r for r in data["rows"]}
-    pixels = rows.get("raw pixels")
-    supervised = rows.get("supervised")
-    ssl = [r for name, r in rows.items() if name not in ("raw pixels", "supervised")]
-    ssl = [r for r in ssl if "steps" in r]  # trained methods, not the random-init baseline
-    out = []
-    minutes = data["meta"]["budget_minutes"]
-    if pixels and ssl:
-        worst_knn = min(ssl, key=lambda r: r["knn20"])
-        worst_lin = min(ssl, key=lambda r: r["linear"])
-        ok = worst_knn["knn20"] > pixels["knn20"] and worst_lin["linear"] > pixels["linear"]
-        out.append(
-            Headline(
-                "quality_fmnist",
-                f"{minutes:g} min/method: worst SSL kNN-20 {100 * worst_knn['knn20']:.2f} "
-                f"({worst_knn['method']}) / linear {100 * worst_lin['linear']:.2f} "
-                f"({worst_lin['method']}) vs raw pixels {100 * pixels['knn20']:.2f} / "
-                f"{100 * pixels['linear']:.2f}",
-                f"{100 * (worst_knn['knn20'] - pixels['knn20']):+.2f} / "
-                f"{100 * (worst_lin['linear'] - pixels['linear']):+.2f} pts",
-                "every SSL method > pixels",
-                _status(ok),
-            )
+    """Issue goals per row (``_quality_report.goals``): SSL rows on CNNs beat raw pixels on kNN-20
+    and linear, SSL rows on ViTs beat their random-init ViT by 5 linear points, the best SSL row
+    is within 3 points of supervised; rows the issues ask for and the file lacks: not measured."""
+    from _quality_report import ISSUE_ROWS, goals
+    from _quality_rows import upgrade
+
+    meta = data["meta"]
+    backbone = meta.get("backbone")
+    expected = ISSUE_ROWS if backbone == "small_resnet_wide_2x2" and not meta.get("smoke") else ()
+    return [
+        Headline(
+            "quality_fmnist",
+            f"{g.row}{'' if g.ok is None else ' (' + g.commit + ')'}",
+            g.value,
+            g.goal,
+            "not measured" if g.ok is None else _status(g.ok),
         )
-    if supervised and ssl:
-        best = max(ssl, key=lambda r: r["linear"])
-        gap = 100 * (supervised["linear"] - best["linear"])
-        out.append(
-            Headline(
-                "quality_fmnist",
-                f"best SSL linear {100 * best['linear']:.2f} ({best['method']}) vs supervised "
-                f"{100 * supervised['linear']:.2f}",
-                f"{gap:.2f} pts behind",
-                "<= 3 pts",
-                _status(gap <= 3.0),
-            )
-        )
-    return out
+        for g in goals(upgrade(data), backbone, expected)
+    ]
 
 
 def summarise_small_map_conv(data: dict[str, Any]) -> list[Headline]:
