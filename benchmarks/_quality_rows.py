@@ -22,6 +22,7 @@ import yaml
 VIT_RECIPE_SUFFIX = "_vit"
 ROW_SETTINGS = ("budget_minutes", "data", "smoke", "overrides")
 """Per-row settings that must agree for rows to share one equal-budget table."""
+PREVIOUS_KEYS = ("knn20", "linear", "commit", "date")
 
 
 @dataclass(frozen=True)
@@ -226,11 +227,20 @@ def merge(
 ) -> list[dict[str, Any]]:
     """Rows of ``existing`` with those of ``new`` replacing the same-named ones, in table order.
 
+    A replaced row measured at another commit is kept in the new row's ``previous`` (its
+    figures, commit and date), for the no-regression check of issue #15.
+
     Order: raw pixels, the random-init rows, then the trained rows grouped by backbone (the
     default backbone first), each group in first-seen order with ``supervised`` last.
     """
     by_name: dict[str, dict[str, Any]] = {r["method"]: r for r in existing}
-    by_name.update({r["method"]: r for r in new})
+    for r in new:
+        before = by_name.get(r["method"])
+        if before is not None and before.get("commit") != r.get("commit"):
+            r = {**r, "previous": {k: before.get(k) for k in PREVIOUS_KEYS}}
+        elif before is not None and "previous" in before:  # the same measurement again
+            r = {**r, "previous": before["previous"]}
+        by_name[r["method"]] = r
     rows = list(by_name.values())
     backbones = [default_backbone] + [r.get("backbone") for r in rows]
     rank = {b: i for i, b in reversed(list(enumerate(backbones)))}

@@ -290,3 +290,20 @@ def test_smoke_row_merges_into_an_existing_table(tmp_path):
     assert (tmp_path / "runs" / "simclr" / "quality.json").is_file()
     assert by_name["vicreg"]["commit"] == "7f00225"
     assert "| simclr |" in results.with_suffix(".md").read_text()
+
+
+def test_a_row_measured_again_keeps_its_previous_figures_for_the_regression_goal():
+    old = rows_mod.upgrade(_old_file())
+    merged = rows_mod.merge(old, [_new("vicreg", DEFAULT, False, 0.866, 0.905)], DEFAULT)
+    vicreg = next(r for r in merged if r["method"] == "vicreg")
+    assert vicreg["previous"] == {"knn20": 0.87, "linear": 0.90, "commit": "7f00225",
+                                  "date": "2026-11-24 10:15"}  # fmt: skip
+    cached = {k: v for k, v in vicreg.items() if k != "previous"}  # as its quality.json holds it
+    again = rows_mod.merge(merged, [cached], DEFAULT)
+    assert next(r for r in again if r["method"] == "vicreg")["previous"]["commit"] == "7f00225"
+    got = {(g.row, g.goal): (g.value, g.ok) for g in report.goals(merged, DEFAULT)}
+    goal = "kNN-20 and linear within 0.5 pts of `7f00225` or better"
+    assert got[("vicreg", goal)] == ("-0.40 / +0.50 pts", True)
+    worse = rows_mod.merge(old, [_new("vicreg", DEFAULT, False, 0.864, 0.91)], DEFAULT)
+    got = {(g.row, g.goal): (g.value, g.ok) for g in report.goals(worse, DEFAULT)}
+    assert got[("vicreg", goal)] == ("-0.60 / +1.00 pts", False)
