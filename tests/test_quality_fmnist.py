@@ -129,11 +129,13 @@ def test_selectors_split_on_spaces_and_commas_without_repeats(catalog):
     assert [s.name for s in every][-1] == "dino (vit_tiny)" and len(every) == 6
 
 
-def test_the_apps_seed_methods_select_the_default_backbone():
+def test_the_apps_methods_select_the_default_backbone_and_their_vit_recipes():
     catalog = rows_mod.Catalog.from_conf(Path(str(files("ssl_train.conf"))))
     seed = ["simclr", "nnclr", "byol", "vicreg", "barlow_twins", "supervised"]
     for sel in rows_mod.parse_selectors(seed, catalog, DEFAULT):
         assert (sel.name, sel.config, sel.backbone) == (sel.method, sel.method, DEFAULT)
+    vit = rows_mod.parse_selector("dino@vit_tiny", catalog, DEFAULT)
+    assert (vit.config, vit.vit, vit.name) == ("dino_vit", True, "dino (vit_tiny)")
 
 
 def _old_file():
