@@ -5,7 +5,8 @@ A row is selected as ``METHOD`` or ``METHOD@BACKBONE`` (``vicreg``, ``dino@vit_t
 config. Without ``@`` the row trains the benchmark's default backbone, or the backbone the method
 config selects itself (``mae``, ``ijepa`` and ``ibot`` select ``vit_tiny``). With a ViT backbone a
 method whose app config has a ViT recipe ``<METHOD>_vit`` trains that recipe. Rows on the default
-backbone are named by the method (``dino``), others ``METHOD (BACKBONE)`` (``dino (vit_tiny)``).
+backbone, or on the backbone their own config selects, are named by the method (``dino``,
+``mae``), others ``METHOD (BACKBONE)`` (``dino (vit_tiny)``).
 
 Pure Python (no torch) so that the selector parsing and the merge are tested in milliseconds.
 """
@@ -156,7 +157,8 @@ def parse_selector(text: str, catalog: Catalog, default_backbone: str) -> Select
         )
     recipe = method + VIT_RECIPE_SUFFIX
     config = recipe if vit and recipe in catalog.methods else method
-    default = backbone == default_backbone
+    # A method on its own config's backbone is named by the method, as the issues name the rows.
+    default = backbone in (default_backbone, own)
     return Selector(
         method=method,
         backbone=backbone,
