@@ -136,10 +136,9 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     assert proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), proc.stderr[-3000:]
     assert not (killed / "summary.json").exists()
     ckpt = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == 6 and ckpt["callbacks"]["LoaderState"] == {
-        "epoch": 1,
-        "consumed": 2,
-    }
+    assert ckpt["global_step"] == 6
+    # the StatefulDataLoader's own position, saved by Lightning's fit loop
+    assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
 
     resumed = run(compose([f"resume={killed}"]), run_dir=tmp_path / "unused")
     assert resumed is not None and reference is not None

@@ -59,67 +59,6 @@ class RNGStateCallback(pl.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
-class LoaderStateCallback(pl.Callback):
-    """Make mid-epoch resumes continue with the batches not trained on yet.
-
-    Counts the training batches consumed in the current epoch (trained on, not merely
-    prefetched) and stores ``{"epoch", "consumed"}`` in checkpoints (a finished epoch is stored
-    as the start of the next). On restore it hands the position to the datamodule
-    (``datamodule.resume_at(epoch, consumed)``, see :class:`ssl_train.data.DataModule`) before
-    Lightning creates the training iterator; the loader's order is a function of
-    ``(seed, epoch)``, so the remaining batches are exactly those an uninterrupted run sees.
-
-    Args:
-        datamodule: The datamodule to position on restore (anything with ``resume_at``).
-    """
-
-    def __init__(self, datamodule: Any = None) -> None:
-        self.datamodule = datamodule
-        self.epoch = 0
-        self.consumed = 0
-        self.batches_per_epoch: float = float("inf")
-        self._restored: dict[str, int] | None = None
-
-    @property
-    def state_key(self) -> str:
-        """Checkpoint key."""
-        return "LoaderState"
-
-    def state_dict(self) -> dict[str, int]:
-        """Return the position in the training data."""
-        if self.consumed >= self.batches_per_epoch:
-            return {"epoch": self.epoch + 1, "consumed": 0}
-        return {"epoch": self.epoch, "consumed": self.consumed}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Position the datamodule's training loader at the saved place."""
-        self._restored = dict(state_dict)
-        resume_at = getattr(self.datamodule, "resume_at", None)
-        if resume_at is not None:
-            resume_at(int(state_dict["epoch"]), int(state_dict["consumed"]))
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Start counting (from the restored count in a resumed epoch)."""
-        self.epoch = trainer.current_epoch
-        self.batches_per_epoch = trainer.num_training_batches
-        restored, self._restored = self._restored, None
-        if restored is not None and restored["epoch"] == self.epoch:
-            self.consumed = restored["consumed"]
-        else:
-            self.consumed = 0
-
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        """Count a consumed batch."""
-        self.consumed += 1
-
-
 class LastCheckpoint(Checkpoint):
     """Write ``last.ckpt`` every ``every_n_steps`` optimiser steps and at every epoch end.
 

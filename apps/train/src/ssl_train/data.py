@@ -1,8 +1,8 @@
-"""In-memory batch loading for the app: a resumable, rank-sharded loader and a DataModule.
+"""The app's data: :class:`ssl_data.DataModule` (worker loaders, views, exact resume), and a
+simple in-process loader used for offline feature extraction (``ssl-eval``).
 
-Training data stays as uint8 tensors in memory; a batch is one ``index_select``
-(``TensorImageDataset.__getitems__``) and augmentation runs later, batched, on the module's device
-(``ssl_core.Module(batch_transforms=...)``). No worker processes are needed.
+The training DataModule is library code in ``ssl_data``; ``ssl_train.data.DataModule`` is the
+same class, kept for configs that name it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
+from ssl_data.datamodule import DataModule
 from torch.utils.data import Dataset
 
-_SPLIT_KEYS = frozenset({"dataset", "batch_size", "shuffle", "drop_last", "limit", "num_workers"})
+__all__ = ["DataModule", "EpochPermutation", "InMemoryLoader"]
 
 
 class EpochPermutation:
@@ -54,8 +54,8 @@ class InMemoryLoader:
     Batches are fetched with ``dataset.__getitems__`` when the dataset has it (one tensor gather
     per batch), else sample by sample and stacked with ``ssl_data.collate_batch``. Under
     distributed training each rank takes an interleaved, equal-sized share of every epoch.
-    ``skip_next(n)`` drops the first ``n`` batches of the next pass, which is how a run resumed
-    mid-epoch continues with exactly the batches it had not trained on yet.
+    ``skip_next(n)`` drops the first ``n`` batches of the next pass. Training uses
+    :class:`ssl_data.DataModule` (a resumable ``StatefulDataLoader``) instead.
 
     Args:
         dataset: Map-style dataset.
@@ -112,17 +112,6 @@ class InMemoryLoader:
         """Skip the first ``batches`` batches of the next pass (used on resume)."""
         self._skip = int(batches)
 
-    def state_dict(self) -> dict[str, int]:
-        """Lightning's resumable-loader hook (nothing to store).
-
-        The position itself is restored by :class:`ssl_train.callbacks.LoaderStateCallback`,
-        which counts consumed (not merely prefetched) batches.
-        """
-        return {}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """See :meth:`state_dict`."""
-
     def _fetch(self, idx: torch.Tensor) -> dict[str, Any]:
         getitems = getattr(self.dataset, "__getitems__", None)
         if getitems is not None:
@@ -143,126 +132,3 @@ class InMemoryLoader:
         skip, self._skip = self._skip, 0
         for b in range(skip, len(self)):
             yield self._fetch(order[b * self.batch_size : (b + 1) * self.batch_size])
-
-
-class DataModule(pl.LightningDataModule):
-    """Train/val/test loaders over in-memory datasets, described as plain config dicts.
-
-    Each split is a dict with ``dataset`` (a map-style dataset, e.g. the result of
-    ``ssl_data.datasets.get_dataset``) and loader settings ``batch_size``, ``shuffle``,
-    ``drop_last``, ``limit`` (``num_workers`` is accepted for config compatibility and unused:
-    batches are tensor gathers). The remaining arguments describe the data for interpolation in
-    configs (``${data.num_classes}``) and are exposed as attributes.
-
-    Args:
-        train: The training split.
-        val: The validation split (the online probe / kNN evaluation), or ``None``.
-        test: The test split, or ``None``.
-        seed: Shuffling seed.
-        name: Dataset name (informational).
-        num_classes: Number of classes.
-        in_channels: Image channels.
-        image_size: Image side length after augmentation.
-        mean: Per-channel normalisation mean.
-        std: Per-channel normalisation std.
-        root: Dataset root (informational; pass it to the dataset's own config).
-        download: Whether datasets may be downloaded (informational, as ``root``).
-
-    Example:
-        >>> import torch, ssl_data  # doctest: +SKIP
-        >>> ds = ssl_data.TensorImageDataset(torch.zeros(8, 1, 4, 4, dtype=torch.uint8))
-        >>> dm = DataModule(train={"dataset": ds, "batch_size": 4, "shuffle": True})
-    """
-
-    def __init__(
-        self,
-        train: Mapping[str, Any] | None = None,
-        val: Mapping[str, Any] | None = None,
-        test: Mapping[str, Any] | None = None,
-        seed: int = 0,
-        name: str | None = None,
-        num_classes: int | None = None,
-        in_channels: int | None = None,
-        image_size: int | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        root: str | None = None,
-        download: bool = False,
-        augment: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        # Augmentation settings of this dataset (crop scale, jitter strength); the method configs
-        # read them as ${data.augment.*} so each dataset carries the recipe that suits it.
-        self.augment = dict(augment or {})
-        self.splits = {}
-        for split, spec in (("train", train), ("val", val), ("test", test)):
-            if spec is None:
-                continue
-            unknown = sorted(set(spec) - _SPLIT_KEYS)
-            if unknown:
-                raise ValueError(
-                    f"data.{split}: unknown key(s) {unknown}; valid keys: {sorted(_SPLIT_KEYS)}."
-                )
-            if "dataset" not in spec:
-                raise ValueError(f"data.{split} needs a 'dataset' entry.")
-            self.splits[split] = dict(spec)
-        if "train" not in self.splits:
-            raise ValueError("data.train is required (a dict with 'dataset' and 'batch_size').")
-        self.seed = seed
-        self.name = name
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.image_size = image_size
-        self.mean = mean
-        self.std = std
-        self.root = root
-        self.download = download
-        self.loaders: dict[str, InMemoryLoader] = {}
-        self._resume_position: tuple[int, int] | None = None
-
-    def resume_at(self, epoch: int, consumed: int) -> None:
-        """Start the next training pass at ``epoch`` after ``consumed`` batches (on resume).
-
-        Called while a checkpoint is restored, before Lightning creates (and prefetches from)
-        the training iterator.
-        """
-        self._resume_position = (int(epoch), int(consumed))
-
-    def _loader(self, split: str) -> InMemoryLoader:
-        if split in self.loaders:
-            return self.loaders[split]
-        spec = self.splits[split]
-        trainer = self.trainer
-        rank = trainer.global_rank if trainer is not None else 0
-        world = trainer.world_size if trainer is not None else 1
-        training = split == "train"
-        loader = InMemoryLoader(
-            spec["dataset"],
-            batch_size=spec.get("batch_size", 256),
-            shuffle=spec.get("shuffle", training),
-            drop_last=spec.get("drop_last", training),
-            seed=self.seed,
-            limit=spec.get("limit"),
-            rank=rank,
-            world_size=world,
-        )
-        self.loaders[split] = loader
-        return loader
-
-    def train_dataloader(self) -> InMemoryLoader:
-        """Return the training loader (positioned for a resume when one is pending)."""
-        loader = self._loader("train")
-        if self._resume_position is not None:
-            epoch, consumed = self._resume_position
-            self._resume_position = None
-            loader.sampler.set_epoch(epoch)
-            loader.skip_next(consumed)
-        return loader
-
-    def val_dataloader(self) -> InMemoryLoader | list:
-        """Return the validation loader (an empty list when there is no val split)."""
-        return self._loader("val") if "val" in self.splits else []
-
-    def test_dataloader(self) -> InMemoryLoader | list:
-        """Return the test loader (an empty list when there is no test split)."""
-        return self._loader("test") if "test" in self.splits else []

@@ -248,7 +248,6 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
     throughput = app_callbacks.ThroughputMonitor()
     own: list[Any] = [
         app_callbacks.RNGStateCallback(),
-        app_callbacks.LoaderStateCallback(datamodule),
         throughput,
         history,
         app_callbacks.LastCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint.every_n_steps),
@@ -386,6 +385,7 @@ def run(
             "added_callbacks": parts["added"],
             "world_size": trainer.world_size,
             "global_step": trainer.global_step,
+            "data": datamodule.report() if hasattr(datamodule, "report") else {},
         },
     )
     if cfg.summary:

@@ -134,7 +134,7 @@ class Module(pl.LightningModule):
             (defaults ``"logits"`` and ``"label"``, looked up in the outputs, then the batch).
             Logged as ``{stage}/{name}`` per epoch.
         batch_transforms: A callable ``batch -> batch`` applied to training batches, or a dict
-            ``{stage: callable}``, run in ``on_after_batch_transfer`` (on the batch's device).
+            ``{stage: callable}``, run at the start of each step (on the batch's device).
             A transform's ``state_dict``/``load_state_dict`` is saved in checkpoints.
         channels_last: Convert the module and 4-D ``batch["image"]`` tensors to channels-last.
         compile_modules: Names of submodules to compile in place with ``torch.compile`` at
@@ -242,19 +242,13 @@ class Module(pl.LightningModule):
                 "trainer.validate/test/predict for evaluation."
             )
 
-    def _current_stage(self) -> str:
-        trainer = self._trainer
-        if trainer is None or trainer.training:
-            return "train"
-        if trainer.validating or trainer.sanity_checking:
-            return "val"
-        if trainer.testing:
-            return "test"
-        return "predict"
+    def apply_batch_transforms(self, batch: Any, stage: str) -> Any:
+        """Apply the stage's batch transform (on the batch's device) and channels-last.
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Apply the stage's batch transform (on the batch's device) and channels-last."""
-        transform = self._batch_transforms.get(self._current_stage())
+        Called at the start of every step rather than in ``on_after_batch_transfer``, which
+        belongs to the DataModule (``ssl_data.DataModule`` applies the data's views there).
+        """
+        transform = self._batch_transforms.get(stage)
         if transform is not None:
             batch = transform(batch)
         if self.channels_last and isinstance(batch, Mapping):
@@ -265,6 +259,7 @@ class Module(pl.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def _run(self, batch: Any, stage: str) -> dict[str, Any]:
+        batch = self.apply_batch_transforms(batch, stage)
         out = self(batch, stage)
         if not isinstance(out, Mapping):
             raise TypeError(

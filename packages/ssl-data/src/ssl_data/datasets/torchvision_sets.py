@@ -8,10 +8,44 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssl_data.dict_dataset import DictDataset, TensorImageDataset
+from ssl_data.dict_dataset import TensorImageDataset
 from ssl_data.errors import DatasetUnavailableError
+from ssl_data.files import find_split, read_file_list, scan_folder
+from ssl_data.image_dataset import ImageFileDataset
 
-__all__ = ["default_root", "load_cifar10", "load_cifar100", "load_image_folder", "load_stl10"]
+__all__ = [
+    "default_root",
+    "expected_files",
+    "load_cifar10",
+    "load_cifar100",
+    "load_image_folder",
+    "load_mnist",
+    "load_stl10",
+]
+
+_EXPECTED = {
+    "CIFAR10": [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
+    + ["cifar-10-batches-py/test_batch", "cifar-10-batches-py/batches.meta"],
+    "CIFAR100": ["cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"],
+    "STL10": [
+        f"stl10_binary/{n}"
+        for n in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin")
+    ],
+    "MNIST": [
+        f"MNIST/raw/{n}"
+        for n in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    ],
+}
+
+
+def expected_files(name: str, root: Path) -> list[str]:
+    """The files torchvision's ``name`` dataset reads under ``root`` that are missing."""
+    return [str(root / f) for f in _EXPECTED.get(name, []) if not (root / f).is_file()]
 
 
 def default_root() -> Path:
@@ -30,9 +64,12 @@ def _open(name: str, root: Path, download: bool, make: Callable[[], Any]) -> Any
                 f"the dataset files to a folder and pass root=/that/folder (data.root=... in the "
                 "app)."
             ) from err
+        missing = expected_files(name, root)
+        listed = f" Missing: {', '.join(missing)}." if missing else ""
         raise DatasetUnavailableError(
-            f"{name} not found under {root}. Fix: pass download=True (data.download=true in the "
-            "app) or root=/folder/containing/it (data.root=...)."
+            f"{name} not found under {root}.{listed} Fix: copy the files there, pass "
+            "root=/folder/containing/it (data.root=...), or download=True (data.download=true "
+            "in the app) on a machine with internet access."
         ) from err
     except OSError as err:  # URLError and socket errors are OSErrors
         raise DatasetUnavailableError(
@@ -107,45 +144,53 @@ def load_stl10(
 
 
 def load_image_folder(
-    root: str | os.PathLike[str], image_size: int, split: str | None = None
-) -> DictDataset:
-    """A lazily decoded ``ImageFolder`` (``root/class_x/*.jpg``) as a dict dataset.
+    root: str | os.PathLike[str],
+    split: str | None = None,
+    channels: int = 3,
+    file_list: str | os.PathLike[str] | None = None,
+    labeled: bool | None = None,
+    skip_bad_files: bool = False,
+    image_size: int | None = None,
+) -> ImageFileDataset:
+    """A lazily decoded image folder (JPEG/PNG/WebP) as an :class:`ImageFileDataset`.
 
-    Each image is resized (shorter side) and centre-cropped to ``image_size`` and returned as a
-    uint8 ``[3, image_size, image_size]`` tensor, so batches stack and the batched augmentation
-    applies. Collate with :func:`ssl_data.collate_batch`.
+    Nothing is decoded here: only the file list is built. The workers decode each batch and crop
+    the *whole* image to each view (training) or resize and centre-crop it to ``image_size``
+    (evaluation); see :class:`ssl_data.DataModule`.
 
     Args:
-        root: Folder of class sub-folders; ``root/split`` is used when ``split`` is given and that
-            folder exists.
-        image_size: Stored side length in pixels (augmentations may crop further).
+        root: Folder of class sub-folders or of unlabeled images; ``root/split`` is used when it
+            exists (``val`` and ``test`` stand in for each other).
         split: Optional sub-folder such as ``"train"`` or ``"val"``.
+        channels: Output channels (1 or 3); files of the other kind are converted.
+        file_list: A CSV/TXT list of paths with optional labels (relative to ``root``) instead
+            of scanning the folder.
+        labeled: Force class sub-folders (``True``) or a flat unlabeled folder (``False``).
+        skip_bad_files: Skip unreadable files (logged, counted) instead of raising.
+        image_size: Evaluation side length (the DataModule sets it from ``data.image_size``).
     """
-    from torchvision.datasets import ImageFolder
-    from torchvision.transforms import v2
-
-    path = Path(root)
-    if split is not None and (path / split).is_dir():
-        path = path / split
-    if not path.is_dir():
-        raise DatasetUnavailableError(
-            f"image folder {path} does not exist; pass root=/folder/with/class/subfolders "
-            "(data.root=... in the app)."
-        )
-    transform = v2.Compose(
-        [
-            v2.ToImage(),
-            v2.RGB(),
-            v2.Resize(image_size, antialias=True),
-            v2.CenterCrop(image_size),
-            v2.ToPureTensor(),
-        ]
+    if file_list is not None:
+        files = read_file_list(file_list, root)
+    else:
+        files = scan_folder(find_split(root, split), labeled=labeled)
+    return ImageFileDataset(
+        files, channels=channels, eval_size=image_size or 224, skip_bad_files=skip_bad_files
     )
-    try:
-        folder = ImageFolder(str(path), transform=transform)
-    except (FileNotFoundError, RuntimeError) as err:
-        raise DatasetUnavailableError(
-            f"no images found under {path} ({err}); it needs one sub-folder per class with "
-            "image files."
-        ) from err
-    return DictDataset(folder, names=("image", "label"))
+
+
+def load_mnist(
+    root: str | os.PathLike[str] | None = None, split: str = "train", download: bool = False
+) -> TensorImageDataset:
+    """MNIST in memory (``[60000|10000, 1, 28, 28]`` uint8) via torchvision.
+
+    Args:
+        root: Folder holding ``MNIST/raw`` (default ``$SSL_DATA_ROOT`` or ``~/.cache/ssl_data``).
+        split: ``"train"`` or ``"test"``.
+        download: Let torchvision download it when missing.
+    """
+    from torchvision.datasets import MNIST
+
+    train = _split_train(split, "MNIST")
+    path = Path(root) if root is not None else default_root()
+    ds = _open("MNIST", path, download, lambda: MNIST(str(path), train=train, download=download))
+    return TensorImageDataset(ds.data.unsqueeze(1).contiguous(), ds.targets.long(), ds.classes)
