@@ -1,4 +1,4 @@
-"""The app's in-memory loader: sharding, per-epoch order, resume skipping, DataModule checks."""
+"""The app's in-memory loader (ssl-eval): sharding, per-epoch order; the DataModule's checks."""
 
 import functools
 import operator
@@ -71,9 +71,18 @@ def test_datamodule_rejects_unknown_split_keys() -> None:
         DataModule(train={"dataset": _dataset(), "batchsize": 4})
 
 
-def test_datamodule_resume_position_applies_to_the_next_pass() -> None:
-    dm = DataModule(train={"dataset": _dataset(), "batch_size": 4, "shuffle": True}, seed=5)
-    reference = InMemoryLoader(_dataset(), batch_size=4, shuffle=True, drop_last=True, seed=5)
-    reference.sampler.set_epoch(2)
-    dm.resume_at(epoch=2, consumed=1)
-    assert _ids(dm.train_dataloader()) == _ids(reference)[1:]
+def test_datamodule_train_loader_resumes_from_its_saved_state() -> None:
+    """The DataModule's state holds the StatefulDataLoader position; a fresh DataModule that
+    loads it yields exactly the batches the first one had not yielded yet (same epoch order)."""
+    spec = {"dataset": _dataset(), "batch_size": 4, "shuffle": True, "num_workers": 0}
+    dm = DataModule(train=spec, seed=5)
+    loader = dm.train_dataloader()
+    loader.batch_sampler.sampler.set_epoch(2)
+    it = iter(loader)
+    seen = [next(it)["sample_idx"].tolist()]
+    state = dm.state_dict()
+    rest = [b["sample_idx"].tolist() for b in it]
+    fresh = DataModule(train=dict(spec), seed=5)
+    fresh.load_state_dict(state)
+    assert [b["sample_idx"].tolist() for b in fresh.train_dataloader()] == rest
+    assert len(seen) + len(rest) == 5 and sorted(sum(seen + rest, [])) == list(range(20))

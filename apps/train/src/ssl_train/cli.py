@@ -11,6 +11,7 @@ Examples:
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -79,11 +80,49 @@ def _release_process_group() -> None:
 _hydra_main = hydra.main(config_path="conf", config_name="config", version_base="1.3")(_task)
 
 
+def _take_option(args: list[str], names: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """Remove ``--name value`` / ``--name=value`` from ``args``; return the value and the rest."""
+    rest, value, i = [], None, 0
+    while i < len(args):
+        head, eq, tail = args[i].partition("=")
+        if head in names:
+            if eq:
+                value = tail
+            elif i + 1 < len(args):
+                value, i = args[i + 1], i + 1
+        else:
+            rest.append(args[i])
+        i += 1
+    return value, rest
+
+
+def _module_only_main(user: DictConfig) -> Any:
+    """A Hydra main on the app's default config with a module-only config merged on top."""
+
+    def task(cfg: DictConfig) -> float | None:
+        from ssl_train.config import merge_module_only
+
+        return _task(merge_module_only(cfg, user))
+
+    return hydra.main(config_path="conf", config_name="config", version_base="1.3")(task)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the training app (``ssl-train``); ``argv`` replaces ``sys.argv[1:]`` when given."""
-    from ssl_train.config import app_overrides
+    """Run the training app (``ssl-train``); ``argv`` replaces ``sys.argv[1:]`` when given.
+
+    A ``--config-dir D --config-name N`` config holding only ``module`` (and ``callbacks``), as
+    in the docs, runs on the app's default data/trainer/callbacks with plain overrides.
+    """
+    from ssl_train.config import app_overrides, module_only_config
 
     args = sys.argv[1:] if argv is None else list(argv)
+    config_dir, rest = _take_option(args, ("--config-dir", "-cd"))
+    config_name, rest = _take_option(rest, ("--config-name", "-cn"))
+    user = module_only_config(config_dir, config_name) if config_name else None
+    if user is not None:
+        sys.argv = [sys.argv[0], *app_overrides(rest)]
+        _module_only_main(user)()
+        return
     sys.argv = [sys.argv[0], *app_overrides(args)]
     _hydra_main()
 

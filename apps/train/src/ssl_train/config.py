@@ -230,6 +230,43 @@ def app_overrides(overrides: list[str]) -> list[str]:
     return out
 
 
+_MODULE_ONLY_KEYS = frozenset({"module", "callbacks"})
+
+
+def module_only_config(config_dir: str | Path | None, config_name: str) -> DictConfig | None:
+    """The config ``config_dir/config_name.yaml`` when it holds only ``module`` (and optionally
+    ``callbacks``), as the docs' examples do; else ``None``.
+
+    Such a config runs on top of the app's default data, trainer and callbacks (see
+    :func:`merge_module_only`), so plain overrides such as ``data=imagefolder`` apply.
+    """
+    if config_dir is None:
+        return None
+    path = Path(config_dir).expanduser() / f"{config_name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        return None
+    user = OmegaConf.load(path)
+    if not isinstance(user, DictConfig) or "module" not in user:
+        return None
+    return user if set(map(str, user.keys())) <= _MODULE_ONLY_KEYS else None
+
+
+def merge_module_only(cfg: DictConfig, user: DictConfig) -> DictConfig:
+    """Put a module-only config on top of the app's composed default config.
+
+    The user's ``module`` replaces the default method's module; the user's callbacks (a dict,
+    or a list as in the public docs) are added to the default ones.
+    """
+    OmegaConf.set_struct(cfg, False)
+    cfg.module = user.module
+    extra = user.get("callbacks")
+    if extra:
+        if isinstance(extra, ListConfig):
+            extra = OmegaConf.create({f"config_{i}": node for i, node in enumerate(extra)})
+        cfg.callbacks = OmegaConf.merge(cfg.get("callbacks") or OmegaConf.create({}), extra)
+    return cfg
+
+
 def compose(
     overrides: list[str] | None = None,
     config_name: str = "config",
@@ -251,6 +288,9 @@ def compose(
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir, initialize_config_module
 
+    user = module_only_config(config_dir, config_name)
+    if user is not None:
+        return merge_module_only(compose(overrides), user)
     if config_dir is not None:
         ctx = initialize_config_dir(str(Path(config_dir).resolve()), version_base="1.3")
     else:

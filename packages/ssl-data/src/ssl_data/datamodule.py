@@ -164,7 +164,9 @@ class DataModule(pl.LightningDataModule):
         dataset.seed = self.seed
         if self.in_channels is not None:
             dataset.channels = int(self.in_channels)
-        train_views = split == "train" and self.views is not None and split not in self._module_stages
+        train_views = (
+            split == "train" and self.views is not None and split not in self._module_stages
+        )
         if train_views:
             dataset.set_views(self.views.crop_specs())  # type: ignore[union-attr]
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +36,9 @@ class CorruptImageError(RuntimeError):
 def _decode(path: str) -> torch.Tensor:
     from torchvision.io import decode_image, read_file
 
-    return decode_image(read_file(path))
+    with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; the API still works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return decode_image(read_file(path))
 
 
 def _new_notes() -> dict[str, Any]:
@@ -159,9 +162,12 @@ class ImageFileDataset(Dataset):
     def __getitems__(self, items: Sequence[Any]) -> dict[str, Any]:
         """Decode and crop a batch (see the class docstring)."""
         notes = _new_notes()
-        pairs = [(int(x[0]), int(x[1])) if isinstance(x, tuple | list) else (int(x), 0) for x in items]
+        pairs = [
+            (int(x[0]), int(x[1])) if isinstance(x, tuple | list) else (int(x), 0) for x in items
+        ]
         groups: list[list[list[torch.Tensor]]] = [
-            [[] for _ in g] for g in (self.crops or [[None]])  # type: ignore[list-item]
+            [[] for _ in g]
+            for g in (self.crops or [[None]])  # type: ignore[list-item]
         ]
         labels: list[int] = []
         max_size = max((s.size for g in self.crops for s in g), default=0) if self.crops else 0

@@ -44,7 +44,11 @@ class HFImageDataset(ImageFileDataset):
     """
 
     def __init__(
-        self, hf_dataset: Any, image_key: str = "image", label_key: str | None = "label", channels: int = 3
+        self,
+        hf_dataset: Any,
+        image_key: str = "image",
+        label_key: str | None = "label",
+        channels: int = 3,
     ) -> None:
         columns = list(getattr(hf_dataset, "column_names", []))
         if image_key not in columns:

@@ -78,9 +78,7 @@ def get_dataset(
         return load_embedded_fashion_mnist(split)
     if name == "imagefolder":
         if root is None:
-            raise ValueError(
-                "imagefolder needs root=/folder/of/images (data.root=... in the app)."
-            )
+            raise ValueError("imagefolder needs root=/folder/of/images (data.root=... in the app).")
         return load_image_folder(
             root, split, channels, file_list, labeled, skip_bad_files, image_size
         )
