@@ -254,11 +254,15 @@ def module_only_config(config_dir: str | Path | None, config_name: str) -> DictC
 def merge_module_only(cfg: DictConfig, user: DictConfig) -> DictConfig:
     """Put a module-only config on top of the app's composed default config.
 
-    The user's ``module`` replaces the default method's module; the user's callbacks (a dict,
-    or a list as in the public docs) are added to the default ones.
+    The user's ``module`` replaces the default method's module (its ``backbone``, when it is a
+    ``_target_`` node, becomes ``backbone``, so ``${embedding_dim}`` follows it); the user's
+    callbacks (a dict, or a list as in the public docs) are added to the default ones.
     """
     OmegaConf.set_struct(cfg, False)
     cfg.module = user.module
+    backbone = user.module.get("backbone")
+    if isinstance(backbone, DictConfig) and "_target_" in backbone:
+        cfg.backbone = backbone  # embedding_dim and the exported backbone follow the user's
     extra = user.get("callbacks")
     if extra:
         if isinstance(extra, ListConfig):
