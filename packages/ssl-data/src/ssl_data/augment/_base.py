@@ -1,6 +1,5 @@
 """Base class, composition and shared helpers of the batched augmentations."""
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,19 +92,21 @@ def apply_transform(
 class Compose:
     """Apply batched transforms in sequence (a per-view pipeline).
 
-    On CPU, when the transforms are ``RandomResizedCrop`` followed by any of ``ColorJitter``,
-    ``RandomGrayscale``, ``GaussianBlur``, ``Solarize``, ``Normalize`` in that order (what the
-    presets build), the whole chain runs in one fused C loop per image
-    (:class:`~ssl_data.augment.fused.FusedViewPipeline`): the same random parameters and the
-    same images as the eager ops up to float rounding, several times faster. GPU batches and
-    other chains run the eager ops.
+    Runs of consecutive :class:`BatchTransform` ops share one float32 copy of the image.
+
+    Opt-in (``fused=True``): when the transforms are ``RandomResizedCrop`` followed by any of
+    ``ColorJitter``, ``RandomGrayscale``, ``GaussianBlur``, ``Solarize``, ``Normalize`` in that
+    order, CPU batches run in one fused C loop per image
+    (:class:`~ssl_data.augment.fused.FusedViewPipeline`, 5-7x faster at 96 px, see
+    ``docs/benchmarks.md``): the same random parameters and images as the eager ops up to float
+    rounding. The kernel is compiled with the system C compiler once, when such a ``Compose`` is
+    built (or ahead of time: ``python -m ssl_data.augment.fused``), never during training; GPU
+    batches always run the eager ops.
 
     Args:
         transforms: ``BatchTransform`` instances or any callables ``batch -> batch``.
-        fused: ``None`` (default): use the fused CPU kernel when the chain allows it, falling
-            back to the eager ops with a warning if it cannot be built (no C compiler).
-            ``True``: require it (error if the chain or the kernel does not allow it).
-            ``False``: always run the eager ops.
+        fused: ``False`` (default): the eager batched ops, no compiler needed. ``True``: the
+            fused CPU kernel (error now if the chain or the kernel does not allow it).
 
     Example:
         >>> from ssl_data.augment import HorizontalFlip, Normalize
@@ -114,49 +115,19 @@ class Compose:
         -1.0
     """
 
-    def __init__(
-        self, transforms: Sequence[Callable[..., Batch]], fused: bool | None = None
-    ) -> None:
+    def __init__(self, transforms: Sequence[Callable[..., Batch]], fused: bool = False) -> None:
         for t in transforms:
             if not callable(t):
                 raise TypeError(f"Compose: {t!r} is not callable; pass transforms batch -> batch.")
         self.transforms = list(transforms)
-        self.fused = fused
-        self._fused_key: tuple[int, ...] | None = None
+        self.fused = bool(fused)
         self._fused_pipeline: Any = None
-        self._fused_failed = False
-        if fused:
-            self._fused_plan()  # raises now, with the reason, if the chain cannot be fused
+        self._kernel: Any = None
+        if self.fused:
+            from ssl_data.augment.fused import FusedViewPipeline, load_kernel
 
-    def _fused_plan(self) -> Any:
-        """The fused pipeline of the current ``transforms`` (rebuilt if the list changed)."""
-        from ssl_data.augment.fused import FusedViewPipeline
-
-        key = tuple(id(t) for t in self.transforms)
-        if key != self._fused_key:
-            self._fused_key = key
-            self._fused_pipeline = None
-            if FusedViewPipeline.matches(self.transforms):
-                self._fused_pipeline = FusedViewPipeline(self.transforms)
-            elif self.fused:
-                FusedViewPipeline(self.transforms)  # raises: says why
-        return self._fused_pipeline
-
-    def _fused_kernel(self) -> Any:
-        """The loaded fused kernel, or ``None`` (after one warning) when it cannot be built."""
-        from ssl_data.augment.fused import FusedKernelUnavailable, load_kernel
-
-        try:
-            return load_kernel()
-        except FusedKernelUnavailable as err:
-            if self.fused:
-                raise
-            warnings.warn(
-                f"{err}\nFalling back to the eager batched ops (same results, slower on CPU).",
-                stacklevel=3,
-            )
-            self._fused_failed = True
-            return None
+            self._fused_pipeline = FusedViewPipeline(self.transforms)  # raises: says why
+            self._kernel = load_kernel()  # built once here, not at the first training step
 
     def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
         """Apply every transform in order.
@@ -164,11 +135,10 @@ class Compose:
         Runs of consecutive :class:`BatchTransform` ops share one float32 copy of the image that
         they transform in place; other callables receive and return the batch dict.
         """
-        plan = None if self.fused is False or self._fused_failed else self._fused_plan()
-        if plan is not None and "image" in batch:  # (a missing image: the loop below says so)
+        if self._fused_pipeline is not None and "image" in batch:  # (no image: said below)
             source = check_image_batch(batch["image"])
-            if source.device.type == "cpu" and (kernel := self._fused_kernel()) is not None:
-                return {**batch, "image": plan(source, generator, kernel)}
+            if source.device.type == "cpu":
+                return {**batch, "image": self._fused_pipeline(source, generator, self._kernel)}
         image: torch.Tensor | None = None  # owned float image of the current run
         for t in self.transforms:
             if isinstance(t, BatchTransform):
@@ -191,5 +161,5 @@ class Compose:
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(t) for t in self.transforms)
-        fused = "" if self.fused is None else f", fused={self.fused}"
+        fused = ", fused=True" if self.fused else ""
         return f"Compose([\n  {inner}\n]{fused})"

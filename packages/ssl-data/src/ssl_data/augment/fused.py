@@ -5,15 +5,15 @@ SimCLR view at 96 px makes about 40 such passes. :class:`FusedViewPipeline` runs
 view chain ``RandomResizedCrop(+flip) -> ColorJitter -> RandomGrayscale -> GaussianBlur ->
 Solarize -> Normalize`` (each after the crop optional, in this order) image by image while the
 image stays in the core's cache, in a small C kernel (``_fused.c``) compiled with the system C
-compiler on first use and cached on disk. ``benchmarks/augment.py`` measures it against the eager
+compiler and cached on disk. It is opt-in: ``Compose(..., fused=True)`` builds it when the
+pipeline is built (``python -m ssl_data.augment.fused`` builds it ahead of time); the default
+eager ops need no compiler. ``benchmarks/augment.py`` measures it against the eager
 pipeline and torchvision v2 per sample in the same run; ``torch.compile`` of the same graph
 measured slower than eager on CPU, which is why this is hand-written.
 
 The random parameters are drawn exactly as the eager transforms draw them (same generator
 calls in the same order) and the kernel uses the same float32 formulas, so the fused and eager
-paths give the same images up to float rounding (tested). :class:`~ssl_data.augment.Compose`
-uses this path automatically for CPU batches whose transforms form such a chain; pass
-``Compose(..., fused=False)`` to always run the eager ops.
+paths give the same images up to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def load_kernel() -> Any:
         raise FusedKernelUnavailable(
             f"no C compiler ({compiler!r} not found) to build ssl_data's fused CPU augmentation "
             "kernel; install one (Debian/Ubuntu: apt-get install gcc) or set CC, or use the "
-            "eager ops with Compose(..., fused=False)."
+            "default eager ops (Compose(..., fused=False))."
         )
     key = hashlib.sha256(
         _SOURCE.read_bytes() + path.encode() + _cpu_fingerprint().encode()
@@ -295,3 +295,7 @@ class FusedViewPipeline:
         if any(code != 0 for code in codes):
             raise MemoryError("the fused augmentation kernel could not allocate scratch memory.")
         return out
+
+
+if __name__ == "__main__":
+    print(f"ssl_data fused kernel: {load_kernel()._name}")  # build it once, ahead of training
