@@ -85,4 +85,5 @@ def test_datamodule_train_loader_resumes_from_its_saved_state() -> None:
     fresh = DataModule(train=dict(spec), seed=5)
     fresh.load_state_dict(state)
     assert [b["sample_idx"].tolist() for b in fresh.train_dataloader()] == rest
-    assert len(seen) + len(rest) == 5 and sorted(sum(seen + rest, [])) == list(range(20))
+    flat = [i for ids in seen + rest for i in ids]
+    assert len(seen) + len(rest) == 5 and sorted(flat) == list(range(20))

@@ -21,7 +21,6 @@ from ssl_data.augment import (
 from ssl_data.augment import fused as fused_module
 from ssl_data.augment.fused import FusedKernelUnavailable, FusedViewPipeline
 
-
 needs_cc = pytest.mark.skipif(
     shutil.which(os.environ.get("CC", "cc")) is None,
     reason="the opt-in fused kernel needs a C compiler (the default eager path does not)",

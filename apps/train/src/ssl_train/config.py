@@ -234,8 +234,9 @@ _MODULE_ONLY_KEYS = frozenset({"module", "callbacks"})
 
 
 def module_only_config(config_dir: str | Path | None, config_name: str) -> DictConfig | None:
-    """The config ``config_dir/config_name.yaml`` when it holds only ``module`` (and optionally
-    ``callbacks``), as the docs' examples do; else ``None``.
+    """The config ``config_dir/config_name.yaml`` if it holds only ``module`` (+ ``callbacks``).
+
+    Such configs are the docs' examples; anything else gives ``None``.
 
     Such a config runs on top of the app's default data, trainer and callbacks (see
     :func:`merge_module_only`), so plain overrides such as ``data=imagefolder`` apply.

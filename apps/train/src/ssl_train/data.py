@@ -1,6 +1,6 @@
-"""The app's data: :class:`ssl_data.DataModule` (worker loaders, views, exact resume), and a
-simple in-process loader used for offline feature extraction (``ssl-eval``).
+"""The app's data: :class:`ssl_data.DataModule` and an in-process loader for ``ssl-eval``.
 
+``InMemoryLoader`` serves offline feature extraction.
 The training DataModule is library code in ``ssl_data``; ``ssl_train.data.DataModule`` is the
 same class, kept for configs that name it.
 """
@@ -12,8 +12,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from ssl_data.datamodule import DataModule
 from torch.utils.data import Dataset
+
+from ssl_data.datamodule import DataModule
 
 __all__ = ["DataModule", "EpochPermutation", "InMemoryLoader"]
 

@@ -89,8 +89,10 @@ def center_view(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def convert_channels(image: torch.Tensor, channels: int) -> tuple[torch.Tensor, bool]:
-    """Return ``image`` with ``channels`` (1 or 3) channels, dropping alpha; and whether a
-    gray <-> RGB conversion happened (alpha removal alone does not count)."""
+    """Return ``image`` with ``channels`` (1 or 3) channels (alpha dropped) and a flag.
+
+    The flag says whether a gray <-> RGB conversion happened (alpha removal alone does not count).
+    """
     if image.shape[0] in (2, 4):
         image = image[:-1]
     have = image.shape[0]

@@ -230,8 +230,7 @@ class DataModule(pl.LightningDataModule):
         return loader
 
     def train_dataloader(self) -> Any:
-        """The training loader (a ``StatefulDataLoader``), positioned where a restored
-        checkpoint left it."""
+        """The training loader (a ``StatefulDataLoader``), where a restored checkpoint left it."""
         loader = self._loader("train")
         pending, self._pending_train = self._pending_train, None
         if pending is not None:

@@ -49,8 +49,9 @@ def _images_below(folder: Path) -> list[str]:
 
 
 def find_split(root: str | os.PathLike[str], split: str | None) -> Path:
-    """The folder of ``split`` inside ``root`` (``root/split``; ``val`` and ``test`` stand in for
-    each other), or ``root`` itself when it has no split sub-folders.
+    """The folder of ``split`` inside ``root``, or ``root`` itself without split sub-folders.
+
+    ``val`` and ``test`` stand in for each other (``root/val`` serves ``split="test"``).
 
     Raises:
         DatasetUnavailableError: ``root`` does not exist.

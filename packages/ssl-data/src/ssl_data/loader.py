@@ -29,8 +29,11 @@ def available_cpus() -> int:
 
 
 def default_num_workers(dataset: Dataset) -> int:
-    """Workers for ``dataset``: 0 for in-memory tensors (a batch is one gather, done in-process
-    faster than shipped from a worker), else one per CPU minus the training process, 1 to 8."""
+    """Default worker count for ``dataset``.
+
+    0 for in-memory tensors (a batch is one gather, faster in-process than shipped from a worker),
+    else one per CPU minus the training process, between 1 and 8.
+    """
     if getattr(dataset, "in_memory", False) or hasattr(dataset, "images"):
         return 0
     return max(1, min(8, available_cpus() - 1))
