@@ -6,7 +6,7 @@ BYOL / VICReg recipes), :mod:`ssl_data.recipe` (view recipes, multi-crop),
 ``ssl_data.DataModule`` (a Lightning DataModule) needs ``lightning`` and is imported on first use.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ssl_data import augment, datasets, presets
 from ssl_data.augment import MultiViewAugment
@@ -30,6 +30,9 @@ from ssl_data.loader import ShardSampler, make_loader
 from ssl_data.recipe import ViewRecipe, multicrop_views
 from ssl_data.sampler import RepeatedRandomSampler
 from ssl_data.views import fold_views
+
+if TYPE_CHECKING:  # imported on first use (needs lightning); seen by type checkers and the docs
+    from ssl_data.datamodule import DataModule
 
 __version__ = "0.1.0"
 
