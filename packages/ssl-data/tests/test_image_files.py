@@ -109,9 +109,11 @@ def test_corrupt_image_names_the_file_and_the_skip_option(tmp_path: Path, caplog
     root = _folder(tmp_path)
     bad = root / "train" / "class1" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    whole = (root / "train" / "class1" / "1.jpg").read_bytes()
+    (root / "train" / "class1" / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
     ds = ssl_data.get_dataset("imagefolder", "train", root=root)
     dm = ssl_data.DataModule(
-        train={"dataset": ds, "batch_size": 9, "shuffle": False, "num_workers": 0},
+        train={"dataset": ds, "batch_size": 10, "shuffle": False, "num_workers": 0},
         views=presets.simclr_views(16),
         image_size=16,
     )
@@ -119,16 +121,18 @@ def test_corrupt_image_names_the_file_and_the_skip_option(tmp_path: Path, caplog
         next(iter(dm.train_dataloader()))
     ds = ssl_data.get_dataset("imagefolder", "train", root=root)
     dm = ssl_data.DataModule(
-        train={"dataset": ds, "batch_size": 9, "shuffle": False, "num_workers": 2},
+        train={"dataset": ds, "batch_size": 10, "shuffle": False, "num_workers": 2},
         views=presets.simclr_views(16),
         image_size=16,
         skip_bad_files=True,
     )
     with caplog.at_level(logging.WARNING, logger="ssl_data"):
         batch = dm.transform_batch(next(iter(dm.train_dataloader())), "train")
-    assert batch["image"].shape == (18, 3, 16, 16)  # the slot is filled by the next file
-    assert dm.report() == {"skipped_files": 1} and "broken.jpg" in dm.skipped_files[0]
-    assert any("broken.jpg" in r.getMessage() for r in caplog.records)
+    assert batch["image"].shape == (20, 3, 16, 16)  # the slot is filled by the next file
+    assert dm.report() == {"skipped_files": 2}
+    assert "broken.jpg" in dm.skipped_files[0] and "truncated" in dm.skipped_files[1]
+    logged = [r.getMessage() for r in caplog.records if "skipped unreadable" in r.getMessage()]
+    assert len(logged) == 2 and "truncated.jpg" in logged[1]
 
 
 def test_gray_and_rgb_are_converted_and_said_once(tmp_path: Path, caplog) -> None:

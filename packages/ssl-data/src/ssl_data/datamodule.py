@@ -262,8 +262,9 @@ class DataModule(pl.LightningDataModule):
             return batch
         notes = batch.pop(NOTES_KEY)
         for entry in notes["skipped"]:
-            self.skipped_files.append(entry)
-            log.warning("skipped unreadable image %s (skip_bad_files=True)", entry)
+            if entry not in self.skipped_files:  # each file once, however often it is drawn
+                self.skipped_files.append(entry)
+                log.warning("skipped unreadable image %s (skip_bad_files=True)", entry)
         if notes["converted"]:
             self._say(
                 "converted",
