@@ -250,7 +250,13 @@ class Module(pl.LightningModule):
         """
         transform = self._batch_transforms.get(stage)
         if transform is not None:
-            batch = transform(batch)
+            new = transform(batch)
+            if isinstance(batch, dict) and isinstance(new, Mapping) and new is not batch:
+                # in place, so callbacks' on_*_batch_end receive the transformed batch
+                batch.clear()
+                batch.update(new)
+            else:
+                batch = new
         if self.channels_last and isinstance(batch, Mapping):
             image = batch.get("image")
             if isinstance(image, torch.Tensor) and image.ndim == 4:
