@@ -11,8 +11,9 @@ Benchmarks (each a script in this folder that prints a table and writes JSON):
 | ``forward_overhead.py`` | ``simclr_forward`` time / hand-written forward | informational |
 | ``small_map_conv.py`` | SmallResNet views/s with ``SmallMapConv2d`` / with ``nn.Conv2d`` | >= 1 |
 
-``gpu_throughput.json`` and ``quality_fmnist.json`` are summarised too when they exist (they are
-run on their own: ``gpu_throughput.py`` needs a GPU, ``quality_fmnist.py`` takes an hour).
+``data_pipeline.json``, ``gpu_throughput.json`` and ``quality_fmnist.json`` are summarised too
+when they exist (they are run on their own: ``data_pipeline.py`` generates 20k JPEGs,
+``gpu_throughput.py`` needs a GPU, ``quality_fmnist.py`` takes an hour).
 
     uv run python benchmarks/run_all.py                  # full runs (tens of minutes on 2 cores)
     uv run python benchmarks/run_all.py --quick          # small sizes; results under results/quick/
@@ -240,6 +241,31 @@ def summarise_small_map_conv(data: dict[str, Any]) -> list[Headline]:
     ]
 
 
+def summarise_data_pipeline(data: dict[str, Any]) -> list[Headline]:
+    """Image folder: DataModule batches/s over torchvision ImageFolder + v2 at equal workers; RSS."""
+    out = []
+    for row in data["rows"]:
+        if "speedup_vs_torchvision" not in row:
+            continue
+        what = (
+            f"{data['files']} JPEGs, two-view SimCLR {data['view_size']} px, batch "
+            f"{data['batch']}: DataModule / torchvision ImageFolder + v2 ({row['workers']} workers)"
+        )
+        ratio = row["speedup_vs_torchvision"]
+        out.append(
+            Headline("data_pipeline", what, f"{ratio:.2f}x", ">= 1.5x", _status(ratio >= 1.5))
+        )
+    rss = data.get("peak_rss_mb", {})
+    if len(rss) >= 2:
+        small, large = sorted(rss, key=int)[0], sorted(rss, key=int)[-1]
+        growth = rss[large]["main_mb"] / rss[small]["main_mb"]
+        what = f"peak RSS (main) {large} vs {small} files"
+        out.append(
+            Headline("data_pipeline", what, f"{growth:.2f}x", "<= 1.1x", _status(growth <= 1.1))
+        )
+    return out
+
+
 BENCHMARKS = [
     Benchmark("losses", "--out", summarise_losses),
     Benchmark("augment", "--out", summarise_augment),
@@ -249,6 +275,7 @@ BENCHMARKS = [
     Benchmark("small_map_conv", "--output", summarise_small_map_conv),
 ]
 EXTRAS = [
+    Benchmark("data_pipeline", "--out", summarise_data_pipeline),
     Benchmark("gpu_throughput", "--out", summarise_gpu_throughput),
     Benchmark("quality_fmnist", None, summarise_quality),
 ]

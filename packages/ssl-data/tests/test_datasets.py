@@ -108,9 +108,11 @@ def test_image_folder_tiny(tmp_path):
             arr = np.full((20, 30, 3), 40 * i + (100 if cls == "dog" else 0), dtype=np.uint8)
             Image.fromarray(arr).save(tmp_path / "train" / cls / f"{i}.png")
     ds = load_image_folder(tmp_path, image_size=16, split="train")
-    s = ds[3]
-    assert s["image"].shape == (3, 16, 16) and s["image"].dtype == torch.uint8
+    s = ds[3]  # decoded whole: the crop to the view size happens later, in the workers
+    assert s["image"].shape == (3, 20, 30) and s["image"].dtype == torch.uint8
     assert s["label"] == 1 and s["sample_idx"] == 3 and int(s["image"][0, 8, 8]) == 140
+    evaluation = ds.__getitems__([3])["image"]  # no crops set: resized, centre-cropped
+    assert evaluation.shape == (1, 3, 16, 16) and int(evaluation[0, 0, 8, 8]) == 140
     with pytest.raises(DatasetUnavailableError, match="root="):
         load_image_folder(tmp_path / "nope", image_size=16)
 
@@ -119,6 +121,6 @@ def test_registry():
     ds = get_dataset("fashion_mnist_embedded", "test")
     assert len(ds) == 2000
     with pytest.raises(ValueError, match="valid names: fashion_mnist_embedded, fashion_mnist"):
-        get_dataset("mnist")
-    with pytest.raises(ValueError, match="image_size"):
-        get_dataset("imagefolder", root="/tmp")
+        get_dataset("mnist_typo")
+    with pytest.raises(ValueError, match="root=/folder/of/images"):
+        get_dataset("imagefolder")
