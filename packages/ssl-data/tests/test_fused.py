@@ -103,7 +103,8 @@ def test_preset_pipelines_opted_into_the_fused_kernel_give_the_same_images():
     eager_views = presets.simclr_views(32, mean=(0.5,) * 3, std=(0.2,) * 3, seed=5)
     pipe = eager_views.views[0]
     assert not pipe.fused  # the default path needs no compiler
-    fused_views = MultiViewAugment((Compose(pipe.transforms, fused=True), 2), seed=5)
+    fused_views = presets.simclr_views(32, mean=(0.5,) * 3, std=(0.2,) * 3, seed=5, fused=True)
+    assert fused_views.views[0].fused
     a, b = fused_views(x), eager_views(x)
     assert torch.equal(a["sample_idx"], b["sample_idx"]) and torch.equal(a["label"], b["label"])
     assert (a["image"] - b["image"]).abs().max() < 1e-4

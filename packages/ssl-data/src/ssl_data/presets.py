@@ -72,6 +72,7 @@ def simclr_pipeline(
     jitter: tuple[float, float, float, float] | None = None,
     jitter_p: float = 0.8,
     grayscale_p: float = 0.2,
+    fused: bool = False,
 ) -> Compose:
     """One view's batched pipeline (crop+flip, jitter, grayscale, blur, solarize, normalize).
 
@@ -86,6 +87,8 @@ def simclr_pipeline(
         jitter: Explicit ``(brightness, contrast, saturation, hue)``; overrides ``strength``.
         jitter_p: Probability of colour jitter.
         grayscale_p: Probability of grayscale.
+        fused: Run CPU batches in the opt-in fused C kernel (built now; see
+            :class:`~ssl_data.augment.Compose`).
 
     Returns:
         A :class:`~ssl_data.augment.Compose`.
@@ -105,7 +108,7 @@ def simclr_pipeline(
     if solarize_p > 0:
         ops.append(Solarize(0.5, p=solarize_p))
     ops.append(Normalize(mean, std))
-    return Compose(ops)
+    return Compose(ops, fused=fused)
 
 
 def simclr_views(
@@ -117,11 +120,13 @@ def simclr_views(
     scale: tuple[float, float] = (0.08, 1.0),
     blur: bool | None = None,
     seed: int = 0,
+    fused: bool = False,
 ) -> MultiViewAugment:
     """SimCLR (Chen et al., 2020): ``n_views`` views of the same recipe.
 
     Random resized crop (``scale``), flip, colour jitter ``(0.8s, 0.8s, 0.8s, 0.2s)`` with p=0.8,
     grayscale p=0.2, and for images above 64 px Gaussian blur p=0.5 (``blur`` overrides).
+    ``fused=True`` opts into the fused CPU kernel for in-memory batches on a CPU.
 
     Example:
         >>> aug = simclr_views(32, mean=(0.5,), std=(0.5,))
@@ -131,7 +136,7 @@ def simclr_views(
     if n_views < 1:
         raise ValueError(f"n_views must be >= 1, got {n_views}.")
     blur_p = 0.5 if _blur_default(_check_size(image_size), blur) else 0.0
-    pipe = simclr_pipeline(image_size, mean, std, strength, scale, blur_p=blur_p)
+    pipe = simclr_pipeline(image_size, mean, std, strength, scale, blur_p=blur_p, fused=fused)
     return MultiViewAugment((pipe, n_views), seed=seed)
 
 
@@ -142,12 +147,14 @@ def byol_views(
     scale: tuple[float, float] = (0.08, 1.0),
     blur: bool | None = None,
     seed: int = 0,
+    fused: bool = False,
 ) -> MultiViewAugment:
     """BYOL (Grill et al., 2020): two asymmetric views.
 
     Both: crop (``scale``), flip, colour jitter ``(0.4, 0.4, 0.2, 0.1)`` p=0.8, grayscale p=0.2.
     View 0: blur p=1.0, solarize p=0; view 1: blur p=0.1, solarize p=0.2. Blur only above 64 px
-    unless ``blur`` says otherwise (solo-learn's small-image recipe).
+    unless ``blur`` says otherwise (solo-learn's small-image recipe). ``fused=True``: see
+    :func:`simclr_views`.
     """
     image_size = _check_size(image_size)
     use_blur = _blur_default(image_size, blur)
@@ -160,6 +167,7 @@ def byol_views(
             jitter=(0.4, 0.4, 0.2, 0.1),
             blur_p=blur_p if use_blur else 0.0,
             solarize_p=sol_p,
+            fused=fused,
         )
         for blur_p, sol_p in ((1.0, 0.0), (0.1, 0.2))
     ]
@@ -173,9 +181,10 @@ def vicreg_views(
     scale: tuple[float, float] = (0.08, 1.0),
     blur: bool | None = None,
     seed: int = 0,
+    fused: bool = False,
 ) -> MultiViewAugment:
     """VICReg (Bardes et al., 2022): the BYOL recipe (the paper uses BYOL's augmentations)."""
-    return byol_views(image_size, mean, std, scale=scale, blur=blur, seed=seed)
+    return byol_views(image_size, mean, std, scale=scale, blur=blur, seed=seed, fused=fused)
 
 
 def eval_transform(
