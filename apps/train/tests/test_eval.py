@@ -187,8 +187,8 @@ def test_clear_errors(tmp_path: Path, capsys) -> None:
         evaluate(**SMALL)
     with pytest.raises(EvaluationError, match="arch=<"):
         evaluate(backbone="random", **SMALL)
-    with pytest.raises(EvaluationError, match="data='mnist' is not a data config"):
-        evaluate(backbone="pixels", data="mnist", **SMALL)
+    with pytest.raises(EvaluationError, match="data='no_such_data' is not a data config"):
+        evaluate(backbone="pixels", data="no_such_data", **SMALL)
     with pytest.raises(ssl_data.DatasetUnavailableError, match=r"data\.download=true"):
         evaluate(backbone="pixels", data="cifar10", overrides=[f"data.root={tmp_path}"], **SMALL)
     with pytest.raises(SystemExit, match="not found under"):
