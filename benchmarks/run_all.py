@@ -242,7 +242,7 @@ def summarise_small_map_conv(data: dict[str, Any]) -> list[Headline]:
 
 
 def summarise_data_pipeline(data: dict[str, Any]) -> list[Headline]:
-    """Image folder: DataModule batches/s over torchvision ImageFolder + v2 at equal workers; RSS."""
+    """Image folder: DataModule batches/s over torchvision ImageFolder + v2 (equal workers); RSS."""
     out = []
     for row in data["rows"]:
         if "speedup_vs_torchvision" not in row:

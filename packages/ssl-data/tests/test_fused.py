@@ -12,7 +12,6 @@ from ssl_data.augment import (
     Compose,
     GaussianBlur,
     HorizontalFlip,
-    MultiViewAugment,
     Normalize,
     RandomGrayscale,
     RandomResizedCrop,
