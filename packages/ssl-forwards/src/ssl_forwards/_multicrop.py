@@ -7,13 +7,8 @@ from typing import Any
 
 import torch
 
-from ssl_data import fold_views
+from ssl_data import LOCAL_IMAGE_KEY, LOCAL_SAMPLE_IDX_KEY, fold_views
 from ssl_forwards._common import require
-
-LOCAL_IMAGE_KEY = "local_image"
-"""Batch key of the multi-crop local views (``ssl_data.LOCAL_IMAGE_KEY``)."""
-LOCAL_SAMPLE_IDX_KEY = "local_sample_idx"
-"""Batch key of the local views' sample ids (``ssl_data.LOCAL_SAMPLE_IDX_KEY``)."""
 
 
 def require_wrapper(self: Any, name: str, forward_name: str, example: str) -> Any:
