@@ -11,6 +11,9 @@ Example:
 
 from ssl_forwards.barlow_twins import barlow_twins_forward
 from ssl_forwards.byol import byol_forward
+from ssl_forwards.ibot import ibot_forward
+from ssl_forwards.ijepa import ijepa_forward
+from ssl_forwards.mae import mae_forward
 from ssl_forwards.nnclr import SUPPORT_SET_KEY, nearest_neighbours, nnclr_forward
 from ssl_forwards.simclr import simclr_forward
 from ssl_forwards.supervised import supervised_forward
@@ -22,6 +25,9 @@ __all__ = [
     "SUPPORT_SET_KEY",
     "barlow_twins_forward",
     "byol_forward",
+    "ibot_forward",
+    "ijepa_forward",
+    "mae_forward",
     "nearest_neighbours",
     "nnclr_forward",
     "simclr_forward",

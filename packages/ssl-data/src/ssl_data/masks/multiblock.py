@@ -146,6 +146,7 @@ class MultiBlockMasking:
         )
         self.min_keep = int(min_keep)
         self.allow_overlap = bool(allow_overlap)
+        self._valid_grids: set[tuple[int, int]] = set()
 
     def check_grid(self, grid: Sequence[int] | int) -> tuple[int, int]:
         """Validate that every possible block keeps more than ``min_keep`` patches on ``grid``.
@@ -154,6 +155,8 @@ class MultiBlockMasking:
             ValueError: The smallest target or context block is too small for ``min_keep``.
         """
         gh, gw = check_grid(grid, "MultiBlockMasking")
+        if (gh, gw) in self._valid_grids:
+            return gh, gw
         for name, scale, aspect in (
             ("target", self.target_scale, self.target_aspect_ratio),
             ("context", self.context_scale, self.context_aspect_ratio),
@@ -169,6 +172,7 @@ class MultiBlockMasking:
                     f"min_keep (e.g. min_keep={max(smallest - 1, 0)}), raise the {name} scale, "
                     "or use a finer patch grid (smaller patch size or larger images)."
                 )
+        self._valid_grids.add((gh, gw))
         return gh, gw
 
     def __call__(
