@@ -32,7 +32,7 @@ def test_sincos_matches_official_formula():
 
 def test_mae_decoder_unshuffles_visible_and_mask_tokens():
     torch.manual_seed(0)
-    dec = MAEDecoder(8, (2, 3), patch_dim=5, decoder_dim=12, depth=1, num_heads=2)
+    dec = MAEDecoder(8, (2, 3), 1, 5, decoder_dim=12, depth=1, num_heads=2)
     dec.blocks = torch.nn.ModuleList()  # no mixing: each output row is its own input token
     n, length, k = 2, 6, 2
     shuffle = torch.stack([torch.randperm(length) for _ in range(n)])
@@ -51,26 +51,26 @@ def test_mae_decoder_unshuffles_visible_and_mask_tokens():
 
 def test_mae_decoder_prefix_tokens_are_dropped_and_attend():
     torch.manual_seed(0)
-    dec = MAEDecoder(8, (2, 2), patch_dim=4, decoder_dim=8, depth=2, num_heads=2)
+    dec = MAEDecoder(8, (2, 2), 2, 1, decoder_dim=8, depth=2, num_heads=2)
     restore = torch.arange(4).expand(3, 4)
     visible = torch.randn(3, 1, 8)
     a = dec(visible, restore, prefix=torch.zeros(3, 1, 8))
     b = dec(visible, restore, prefix=torch.ones(3, 1, 8))
     assert a.shape == (3, 4, 4) and not torch.allclose(a, b)
     learned = MAEDecoder(
-        8, (2, 2), patch_dim=4, decoder_dim=8, depth=1, num_heads=2, pos_embed="learned"
+        8, (2, 2), 2, 1, decoder_dim=8, depth=1, num_heads=2, pos_embed="learned"
     )
     assert learned.pos_embed.requires_grad and "pos_embed" not in dict(dec.named_parameters())
 
 
 def test_mae_decoder_errors():
     with pytest.raises(ValueError, match="depth must be >= 1"):
-        MAEDecoder(8, (2, 2), 4, decoder_dim=8, depth=0, num_heads=2)
+        MAEDecoder(8, (2, 2), 2, 1, decoder_dim=8, depth=0, num_heads=2)
     with pytest.raises(ValueError, match="divisible by num_heads=3"):
-        MAEDecoder(8, (2, 2), 4, decoder_dim=8, depth=1, num_heads=3)
+        MAEDecoder(8, (2, 2), 2, 1, decoder_dim=8, depth=1, num_heads=3)
     with pytest.raises(ValueError, match="'sincos' or 'learned'"):
-        MAEDecoder(8, (2, 2), 4, decoder_dim=8, depth=1, num_heads=2, pos_embed="rope")
-    dec = MAEDecoder(8, (2, 2), 4, decoder_dim=8, depth=1, num_heads=2)
+        MAEDecoder(8, (2, 2), 2, 1, decoder_dim=8, depth=1, num_heads=2, pos_embed="rope")
+    dec = MAEDecoder(8, (2, 2), 2, 1, decoder_dim=8, depth=1, num_heads=2)
     with pytest.raises(ValueError, match="built for 4 patches"):
         dec(torch.randn(1, 2, 8), torch.arange(9)[None])
 

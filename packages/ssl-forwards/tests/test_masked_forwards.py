@@ -86,7 +86,7 @@ def _mae(**extra):
     return ssl_core.Module(
         forward=mae_forward,
         backbone=TinyViT(IMG, PATCH, dim=DIM),
-        decoder=MAEDecoder(DIM, GRID, PATCH * PATCH, decoder_dim=8, depth=1, num_heads=2),
+        decoder=MAEDecoder(DIM, GRID, PATCH, 1, decoder_dim=8, depth=1, num_heads=2),
         **extra,
     )
 

@@ -17,14 +17,15 @@ class MAEDecoder(nn.Module):
     The encoder's visible tokens are embedded to ``decoder_dim``, a shared learnable mask token
     fills the removed positions, the sequence is put back in patch order with the masking's
     ``restore`` indices, the position embedding is added, and ``depth`` transformer blocks and a
-    linear head predict the ``patch_dim`` pixel values of every patch. Prefix tokens (the CLS
-    token) pass through the blocks with a zero position embedding and are dropped at the end, as
-    in the official code.
+    linear head predict the ``patch_size**2 * in_channels`` pixel values of every patch. Prefix
+    tokens (the CLS token) pass through the blocks with a zero position embedding and are dropped
+    at the end, as in the official code.
 
     Args:
         embed_dim: Width of the encoder tokens.
         grid: ``(gh, gw)`` patch grid of the training images.
-        patch_dim: Pixel values per patch, ``patch_size**2 * channels``.
+        patch_size: Side of a patch in pixels (the encoder's).
+        in_channels: Image channels.
         decoder_dim: Decoder width (official ViT-B recipe: 512).
         depth: Decoder blocks (official: 8).
         num_heads: Attention heads (official: 16).
@@ -36,7 +37,7 @@ class MAEDecoder(nn.Module):
             ``"sincos"``), or an unknown ``pos_embed``.
 
     Example:
-        >>> dec = MAEDecoder(32, (4, 4), patch_dim=16, decoder_dim=16, depth=1, num_heads=2)
+        >>> dec = MAEDecoder(32, (4, 4), 4, 1, decoder_dim=16, depth=1, num_heads=2)
         >>> restore = torch.argsort(torch.rand(2, 16), dim=1)
         >>> dec(torch.randn(2, 4, 32), restore).shape
         torch.Size([2, 16, 16])
@@ -46,7 +47,8 @@ class MAEDecoder(nn.Module):
         self,
         embed_dim: int,
         grid: tuple[int, int],
-        patch_dim: int,
+        patch_size: int,
+        in_channels: int,
         decoder_dim: int = 512,
         depth: int = 8,
         num_heads: int = 16,
@@ -73,7 +75,7 @@ class MAEDecoder(nn.Module):
             raise ValueError(f"pos_embed must be 'sincos' or 'learned', got {pos_embed!r}.")
         self.blocks = transformer_blocks(decoder_dim, depth, num_heads, mlp_ratio, init="xavier")
         self.norm = nn.LayerNorm(decoder_dim, eps=1e-6)
-        self.head = nn.Linear(decoder_dim, patch_dim)
+        self.head = nn.Linear(decoder_dim, patch_size * patch_size * in_channels)
         self.embed.apply(xavier_init)
         self.head.apply(xavier_init)
         nn.init.normal_(self.mask_token, std=0.02)
@@ -93,7 +95,8 @@ class MAEDecoder(nn.Module):
             prefix: Optional ``[N, P, embed_dim]`` prefix tokens (e.g. the CLS token).
 
         Returns:
-            ``[N, L, patch_dim]`` predictions in raster patch order.
+            ``[N, L, patch_size**2 * in_channels]`` predictions in raster patch order (the
+            layout of ``ssl_data.masks.patchify``).
 
         Raises:
             ValueError: ``restore`` does not have ``L`` columns or ``K > L``.
