@@ -57,9 +57,7 @@ def test_mae_decoder_prefix_tokens_are_dropped_and_attend():
     a = dec(visible, restore, prefix=torch.zeros(3, 1, 8))
     b = dec(visible, restore, prefix=torch.ones(3, 1, 8))
     assert a.shape == (3, 4, 4) and not torch.allclose(a, b)
-    learned = MAEDecoder(
-        8, (2, 2), 2, 1, decoder_dim=8, depth=1, num_heads=2, pos_embed="learned"
-    )
+    learned = MAEDecoder(8, (2, 2), 2, 1, decoder_dim=8, depth=1, num_heads=2, pos_embed="learned")
     assert learned.pos_embed.requires_grad and "pos_embed" not in dict(dec.named_parameters())
 
 
