@@ -182,7 +182,7 @@ class _Head(nn.Module):
         super().__init__()
         self.fc = nn.Linear(DIM, out_dim)
 
-    def forward(self, x):
+    def forward(self, x, epoch=None):
         return self.fc(x)
 
 

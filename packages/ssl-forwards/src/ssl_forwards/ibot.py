@@ -30,13 +30,13 @@ LOCAL_IMAGE_KEY = "local_image"
 LOCAL_SAMPLE_IDX_KEY = "local_sample_idx"
 
 
-def _head_tokens(head: Any, tokens: torch.Tensor) -> torch.Tensor:
+def _head_tokens(head: Any, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
     """Apply a ``[B, D] -> [B, K]`` head to ``[B, L, D]`` tokens."""
     b, length, d = tokens.shape
-    return head(tokens.reshape(b * length, d)).reshape(b, length, -1)
+    return head(tokens.reshape(b * length, d), **kwargs).reshape(b, length, -1)
 
 
-def _local_views(self: Any, batch: dict[str, Any], backbone: Any, head: Any) -> list[torch.Tensor]:
+def _local_views(batch: dict[str, Any], backbone: Any, head: Any, epoch: int) -> list[torch.Tensor]:
     if LOCAL_IMAGE_KEY not in batch:
         return []
     if LOCAL_SAMPLE_IDX_KEY not in batch:
@@ -44,7 +44,7 @@ def _local_views(self: Any, batch: dict[str, Any], backbone: Any, head: Any) -> 
             f"{_NAME}: the batch has {LOCAL_IMAGE_KEY!r} but no {LOCAL_SAMPLE_IDX_KEY!r}; the "
             "multi-crop augmentation must write both (one sample id per local crop)."
         )
-    local = head(backbone(batch[LOCAL_IMAGE_KEY]))
+    local = head(backbone(batch[LOCAL_IMAGE_KEY]), epoch=epoch)
     (views,) = fold_training_views(
         [local], {"sample_idx": batch[LOCAL_SAMPLE_IDX_KEY]}, _NAME, min_views=1
     )
@@ -58,7 +58,8 @@ def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
         backbone: ``ssl_core.TeacherStudentWrapper`` around a ``ViTBackbone`` (momentum
             0.996 -> 1); add ``ssl_callbacks.TeacherStudentCallback()`` to the trainer.
         head: ``ssl_core.TeacherStudentWrapper`` around one ``ssl_core.backbone.DINOHead``
-            shared by the CLS token and the patch tokens (iBOT's ``shared_head=True``).
+            shared by the CLS token and the patch tokens (iBOT's ``shared_head=True``); the
+            student head is called with ``epoch=`` (DINOHead's last-layer freeze).
         dino_loss: ``ssl_losses.DINOLoss(out_dim, ...)`` for the CLS tokens.
         ibot_patch_loss: ``ssl_losses.iBOTPatchLoss(out_dim, ...)`` for the masked patches.
         masking: optional ``ssl_data.masks.BlockMasking``; defaults to
@@ -113,17 +114,17 @@ def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
             "token (backbone=vit_tiny)."
         )
     mask = masking(image.shape[0], grid_of(backbone.student, image), device=image.device)
+    epoch = current_epoch(self)
     with torch.no_grad():
         t_cls = head.teacher(teacher_tokens["cls"])
         t_patch = _head_tokens(head.teacher, teacher_tokens["patches"])
     student = backbone.student.forward_tokens(image, mask=mask)
-    s_cls = head.student(student["cls"])
-    s_patch = _head_tokens(head.student, student["patches"])
+    s_cls = head.student(student["cls"], epoch=epoch)
+    s_patch = _head_tokens(head.student, student["patches"], epoch=epoch)
     t_cls_v, s_cls_v, t_patch_v, s_patch_v, mask_v = fold_training_views(
         [t_cls, s_cls, t_patch, s_patch, mask], batch, _NAME, min_views=2
     )
-    locals_ = _local_views(self, batch, backbone.student, head.student)
-    epoch = current_epoch(self)
+    locals_ = _local_views(batch, backbone.student, head.student, epoch)
     loss_cls = as_scalar(dino_loss(s_cls_v + locals_, t_cls_v, epoch=epoch), _NAME, "dino_loss")
     loss_patch = as_scalar(
         patch_loss(s_patch_v, t_patch_v, mask_v, epoch=epoch), _NAME, "ibot_patch_loss"

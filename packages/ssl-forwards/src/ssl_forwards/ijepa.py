@@ -16,6 +16,7 @@ from ssl_forwards._vit import (
     require_teacher_updates,
     require_wrapper,
 )
+from ssl_losses import IJEPALoss
 
 _NAME = "ijepa_forward"
 
@@ -72,11 +73,7 @@ def ijepa_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any
         return out
     require_teacher_updates(self, _NAME)
     predictor = require(self, "predictor", _NAME, "ssl_core.backbone.IJEPAPredictor(...)")
-    loss_fn = getattr(self, "ijepa_loss", None)
-    if loss_fn is None:
-        from ssl_losses import IJEPALoss
-
-        loss_fn = IJEPALoss()
+    loss_fn = getattr(self, "ijepa_loss", None) or IJEPALoss()
     masking = getattr(self, "masking", None) or MultiBlockMasking()
     masks = masking(image.shape[0], grid_of(backbone.student, image), device=image.device)
     teacher_patches = full["patches"].detach()

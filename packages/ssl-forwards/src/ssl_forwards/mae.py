@@ -9,6 +9,7 @@ import torch
 from ssl_data.masks import RandomMasking, patchify
 from ssl_forwards._common import as_scalar, base_outputs, check_stage, require, require_image
 from ssl_forwards._vit import check_vit, grid_of, hparam, pool_tokens
+from ssl_losses import MAELoss
 
 _NAME = "mae_forward"
 
@@ -59,11 +60,7 @@ def mae_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]:
         out["embedding"] = pool_tokens(backbone.forward_tokens(image), pool, _NAME)
         return out
     decoder = require(self, "decoder", _NAME, "ssl_core.backbone.MAEDecoder(...)")
-    loss_fn = getattr(self, "mae_loss", None)
-    if loss_fn is None:
-        from ssl_losses import MAELoss
-
-        loss_fn = MAELoss(norm_pix_loss=True)
+    loss_fn = getattr(self, "mae_loss", None) or MAELoss(norm_pix_loss=True)
     masking = getattr(self, "masking", None) or RandomMasking(hparam(self, "mask_ratio", 0.75))
     gh, gw = grid_of(backbone, image)
     masks = masking(image.shape[0], gh * gw, device=image.device)
