@@ -21,7 +21,11 @@ TINY = [
     "plots=false",
 ]
 SMALL_HEADS = {
-    "mae": ["module.decoder.decoder_dim=32", "module.decoder.num_heads=2", "module.decoder.depth=1"],
+    "mae": [
+        "module.decoder.decoder_dim=32",
+        "module.decoder.num_heads=2",
+        "module.decoder.depth=1",
+    ],
     "ijepa": [
         "module.predictor.predictor_dim=32",
         "module.predictor.num_heads=2",
@@ -42,3 +46,11 @@ def test_masked_method_lowers_its_loss(method: str, tmp_path: Path) -> None:
     assert len(losses) == 4
     assert losses[-1] < losses[0], losses
     assert 0.0 <= result.metrics["val/probe_top1"] <= 1.0
+
+
+@pytest.mark.parametrize("method", ["mae", "ibot"])
+def test_cnn_backbone_with_a_vit_method_names_the_fix(method: str, tmp_path: Path) -> None:
+    overrides = [f"method={method}", "backbone=small_resnet", "data.train.limit=32"]
+    overrides += ["data.train.batch_size=16", "trainer.max_steps=1", "progress_bar=none"]
+    with pytest.raises(Exception, match="backbone=vit_tiny"):
+        run(compose([*overrides, "summary=false"]), run_dir=tmp_path)

@@ -41,6 +41,11 @@ def test_patch_size_must_divide_image(size):
         masks.patchify(torch.zeros(1, 1, *size), 4)
 
 
+def test_patch_grid_without_patch_size_names_a_vit():
+    with pytest.raises(ValueError, match="backbone=vit_tiny"):
+        masks.patch_grid(28, None)
+
+
 def test_unpatchify_rejects_bad_grid():
     with pytest.raises(ValueError, match="square grid"):
         masks.unpatchify(torch.zeros(1, 6, 16), 4)

@@ -9,7 +9,7 @@ import torch
 __all__ = ["patch_grid", "patchify", "unpatchify"]
 
 
-def patch_grid(image_size: int | Sequence[int], patch_size: int) -> tuple[int, int]:
+def patch_grid(image_size: int | Sequence[int], patch_size: int | None) -> tuple[int, int]:
     """Number of patches along the height and width of an image.
 
     Args:
@@ -20,7 +20,7 @@ def patch_grid(image_size: int | Sequence[int], patch_size: int) -> tuple[int, i
         ``(H // patch_size, W // patch_size)``.
 
     Raises:
-        ValueError: ``patch_size < 1`` or a side is not divisible by ``patch_size``.
+        ValueError: ``patch_size`` is ``None`` or ``< 1``, or a side is not divisible by it.
 
     Example:
         >>> patch_grid(28, 4)
@@ -29,6 +29,12 @@ def patch_grid(image_size: int | Sequence[int], patch_size: int) -> tuple[int, i
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     h, w = (int(s) for s in image_size)
+    if patch_size is None:
+        raise ValueError(
+            "patch_size is None: the backbone has no patch size, and masked-image methods (MAE, "
+            "I-JEPA, iBOT) need a Vision Transformer; in ssl-train use backbone=vit_tiny (or "
+            "vit_small)."
+        )
     if patch_size < 1:
         raise ValueError(f"patch_size must be a positive integer, got {patch_size}.")
     if h % patch_size or w % patch_size or h < patch_size or w < patch_size:
