@@ -1,4 +1,4 @@
-"""Ready SSL forward functions (SimCLR, NNCLR, BYOL, VICReg, Barlow Twins, supervised).
+"""Ready SSL forward functions: SimCLR, NNCLR, BYOL, VICReg, Barlow Twins, MAE, I-JEPA, iBOT.
 
 Each forward is a plain function ``f(self, batch, stage) -> dict`` that ``ssl_core.Module`` binds;
 see each function's docstring for the module attributes it reads.
