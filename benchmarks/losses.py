@@ -66,14 +66,14 @@ def ref_barlow(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 0.005) -> to
 
 
 def ref_vicreg(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Official VICReg code (without the /2 on the std term, to match the paper formula)."""
+    """Official VICReg code (facebookresearch/vicreg), one process."""
     n, d = x.shape
     repr_loss = F.mse_loss(x, y)
     x = x - x.mean(dim=0)
     y = y - y.mean(dim=0)
     std_x = torch.sqrt(x.var(dim=0) + 1e-4)
     std_y = torch.sqrt(y.var(dim=0) + 1e-4)
-    std_loss = torch.mean(F.relu(1 - std_x)) + torch.mean(F.relu(1 - std_y))
+    std_loss = torch.mean(F.relu(1 - std_x)) / 2 + torch.mean(F.relu(1 - std_y)) / 2
     cov_x = (x.T @ x) / (n - 1)
     cov_y = (y.T @ y) / (n - 1)
     cov_loss = _off_diagonal(cov_x).pow(2).sum() / d + _off_diagonal(cov_y).pow(2).sum() / d

@@ -112,6 +112,11 @@ def test_batch_too_small_for_a_variance(loss_fn):
         loss_fn(torch.randn(1, 8), torch.randn(1, 8))
 
 
+def test_vicreg_unknown_variance_form():
+    with pytest.raises(ValueError, match=r"variance_form must be 'official'.*or 'paper'.*'half'"):
+        VICRegLoss(variance_form="half")
+
+
 def test_empty_batches_are_rejected():
     with pytest.raises(ValueError, match="empty batch"):
         NTXEntLoss()(torch.randn(0, 3), torch.randn(0, 3))

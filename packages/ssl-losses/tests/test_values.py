@@ -59,8 +59,11 @@ def _mean_col(z, k):
     return sum(row[k] for row in z) / len(z)
 
 
-def ref_vicreg(z_a, z_b, lam=25.0, mu=25.0, nu=1.0, eps=1e-4):
-    """Bardes et al. 2022, eqs. (1)-(6); invariance as F.mse_loss in their Algorithm 1."""
+def ref_vicreg(z_a, z_b, lam=25.0, mu=25.0, nu=1.0, eps=1e-4, official=True):
+    """Bardes et al. 2022, eqs. (1)-(6); invariance as F.mse_loss in their Algorithm 1.
+
+    ``official=True``: each view's std hinge halved, as facebookresearch/vicreg main_vicreg.py.
+    """
     za, zb = _rows(z_a), _rows(z_b)
     n, d = len(za), len(za[0])
     s = sum((za[i][k] - zb[i][k]) ** 2 for i in range(n) for k in range(d)) / (n * d)
@@ -83,7 +86,8 @@ def ref_vicreg(z_a, z_b, lam=25.0, mu=25.0, nu=1.0, eps=1e-4):
                     out += (cov / (n - 1)) ** 2
         return out / d
 
-    return lam * s + mu * (v(za) + v(zb)) + nu * (c(za) + c(zb))
+    var_scale = 0.5 if official else 1.0
+    return lam * s + mu * var_scale * (v(za) + v(zb)) + nu * (c(za) + c(zb))
 
 
 def ref_barlow(z_a, z_b, lam=0.005, eps=1e-5):
@@ -170,6 +174,40 @@ def test_vicreg_matches_loop_formula(seed, n, d):
     weights = dict(sim_weight=1.5, var_weight=0.0, cov_weight=3.0, eps=1e-3)
     ref = ref_vicreg(z_a, z_b, lam=1.5, mu=0.0, nu=3.0, eps=1e-3)
     assert VICRegLoss(**weights)(z_a, z_b).item() == pytest.approx(ref, rel=1e-10)
+    paper = ref_vicreg(z_a, z_b, official=False)
+    assert VICRegLoss(variance_form="paper")(z_a, z_b).item() == pytest.approx(paper, rel=1e-10)
+
+
+def official_vicreg(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0):
+    """facebookresearch/vicreg main_vicreg.py VICReg.forward, one process (float64 tensors)."""
+    n, d = x.shape
+    repr_loss = ((x - y) ** 2).mean()
+    x = x - x.mean(dim=0)
+    y = y - y.mean(dim=0)
+    std_x = torch.sqrt(x.var(dim=0) + 0.0001)
+    std_y = torch.sqrt(y.var(dim=0) + 0.0001)
+    std_loss = torch.mean(torch.relu(1 - std_x)) / 2 + torch.mean(torch.relu(1 - std_y)) / 2
+    off = ~torch.eye(d, dtype=torch.bool)
+    cov_x = (x.T @ x) / (n - 1)
+    cov_y = (y.T @ y) / (n - 1)
+    cov_loss = cov_x[off].pow(2).sum() / d + cov_y[off].pow(2).sum() / d
+    return sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss
+
+
+@pytest.mark.parametrize("n,d", [(6, 4), (4, 9)])
+def test_vicreg_default_equals_official_code_in_value_and_gradient(n, d):
+    # Scale 0.5 puts some dimensions below the std hinge at 1 so the variance term is active.
+    z_a = (0.5 * _randn(11, n, d)).requires_grad_()
+    z_b = (0.7 * _randn(12, n, d)).requires_grad_()
+    ours = VICRegLoss()(z_a, z_b)
+    ours_grads = torch.autograd.grad(ours, (z_a, z_b))
+    ref = official_vicreg(z_a, z_b)
+    ref_grads = torch.autograd.grad(ref, (z_a, z_b))
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(ours_grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    # The variance term contributes (so the halving is tested, not a zero term).
+    assert official_vicreg(z_a, z_b, 0.0, 25.0, 0.0).item() > 1e-3
 
 
 @settings(max_examples=12, deadline=None)
@@ -252,8 +290,11 @@ def test_vicreg_limits():
     z = 2 * h[:, 1:4]  # std = 2*sqrt(8/7) > 1, uncorrelated
     assert VICRegLoss()(z, z.clone()).item() == pytest.approx(0.0, abs=1e-12)
     collapsed = torch.ones(8, 3, dtype=torch.float64)
-    # invariance 0, covariance 0, each view's hinge = 1 - sqrt(eps)
+    # invariance 0, covariance 0, each view's hinge = 1 - sqrt(eps), halved (official code)
     assert VICRegLoss()(collapsed, collapsed).item() == pytest.approx(
+        25.0 * (1 - math.sqrt(1e-4)), rel=1e-12
+    )
+    assert VICRegLoss(variance_form="paper")(collapsed, collapsed).item() == pytest.approx(
         25.0 * 2 * (1 - math.sqrt(1e-4)), rel=1e-12
     )
 

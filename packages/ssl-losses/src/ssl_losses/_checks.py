@@ -73,3 +73,46 @@ def check_min_batch(owner: str, n_global: int, minimum: int) -> None:
             f"per-dimension variance, got {n_global}; increase the batch size (or drop the last "
             "incomplete batch with drop_last=True)"
         )
+
+
+def check_tensor(owner: str, name: str, t: object, dims: int, layout: str) -> torch.Tensor:
+    """Check that ``t`` is a floating-point tensor with ``dims`` dimensions, named by ``layout``."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{owner}: {name} must be a torch.Tensor {layout}, got {type(t).__name__}")
+    if t.dim() != dims:
+        raise ValueError(
+            f"{owner}: {name} must be {dims}-D {layout}, got shape {tuple(t.shape)}; pass one "
+            f"tensor {layout} per view (not the views concatenated or stacked)"
+        )
+    if not t.is_floating_point():
+        raise ValueError(
+            f"{owner}: {name} must be a floating-point tensor, got {t.dtype}; cast it with .float()"
+        )
+    return t
+
+
+def check_views(
+    owner: str, name: str, views: object, dims: int, layout: str, allow_empty: bool = False
+) -> list[torch.Tensor]:
+    """Check a list of per-view tensors: a list/tuple, each ``dims``-D floating point, one shape.
+
+    Returns:
+        The views as a list.
+    """
+    if isinstance(views, torch.Tensor) or not isinstance(views, list | tuple):
+        raise ValueError(
+            f"{owner}: {name} must be a list with one tensor {layout} per view, got "
+            f"{type(views).__name__}; split a concatenated batch with list(x.chunk(n_views))"
+        )
+    if not views and not allow_empty:
+        raise ValueError(f"{owner}: {name} is an empty list; pass at least one view {layout}")
+    views = list(views)
+    for i, v in enumerate(views):
+        check_tensor(owner, f"{name}[{i}]", v, dims, layout)
+        if v.shape != views[0].shape:
+            raise ValueError(
+                f"{owner}: every view in {name} must have the same shape, got {name}[0] "
+                f"{tuple(views[0].shape)} and {name}[{i}] {tuple(v.shape)}; row i of every view "
+                "is the same sample, from the same head"
+            )
+    return views

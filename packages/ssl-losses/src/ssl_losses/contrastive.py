@@ -22,32 +22,15 @@ from ssl_losses._checks import (
     check_positive,
     compute_dtype,
 )
+from ssl_losses._reduce import global_mean
 from ssl_losses.distributed import (
     all_gather_with_grad,
-    all_reduce_sum,
     gather_sizes,
     get_rank,
-    get_world_size,
     is_distributed,
 )
 
 __all__ = ["InfoNCELoss", "NTXEntLoss"]
-
-
-def _global_mean(local_sum: torch.Tensor, local_count: int, group: Any) -> torch.Tensor:
-    """Turn this rank's summed per-anchor losses into the global mean over all ranks' anchors.
-
-    The value is ``sum_r S_r / sum_r n_r`` on every rank. The differentiable part is
-    ``world_size * S_r / sum_r n_r``: together with the summing backward of the gather this gives
-    ``world_size * dL/d(local inputs)``, the convention of :mod:`ssl_losses.distributed`.
-    """
-    if not is_distributed(group):
-        return local_sum / local_count
-    totals = all_reduce_sum(
-        torch.stack([local_sum.detach(), local_sum.new_tensor(float(local_count))]), group
-    )
-    scaled = local_sum * (get_world_size(group) / totals[1])
-    return scaled + (totals[0] / totals[1] - scaled).detach()
 
 
 class InfoNCELoss(nn.Module):
@@ -146,7 +129,7 @@ class InfoNCELoss(nn.Module):
                 )
             logits = logits.masked_fill(mask, float("-inf"))
         local_sum = F.cross_entropy(logits, target, reduction="sum")
-        return _global_mean(local_sum, anchors.shape[0], self.group)
+        return global_mean(local_sum, anchors.shape[0], self.group)
 
 
 class NTXEntLoss(nn.Module):
@@ -213,4 +196,4 @@ class NTXEntLoss(nn.Module):
         arange = torch.arange(2 * n, device=u.device)
         target = offset + (arange + n) % (2 * n)
         local_sum = F.cross_entropy(logits, target, reduction="sum")
-        return _global_mean(local_sum, 2 * n, self.group)
+        return global_mean(local_sum, 2 * n, self.group)

@@ -16,28 +16,36 @@ from ssl_losses._stats import global_view_pair, sum_sq_cross_product
 
 __all__ = ["VICRegLoss"]
 
+_VARIANCE_FORMS = ("official", "paper")
+
 
 class VICRegLoss(nn.Module):
-    """VICReg loss, the formula of Bardes et al. 2022 (eqs. 1-6, Algorithm 1).
+    """VICReg loss as the official code computes it (Bardes et al. 2022, facebookresearch/vicreg).
 
-    With ``Z, Z'`` of shape ``[n, d]``::
+    With ``Z, Z'`` of shape ``[n, d]`` (the global batch under ``torch.distributed``)::
 
-        s(Z, Z') = mean_{i,k} (z_ik - z'_ik)^2                       # F.mse_loss, as Algorithm 1
+        s(Z, Z') = mean_{i,k} (z_ik - z'_ik)^2                       # F.mse_loss
         v(Z)     = 1/d sum_k max(0, 1 - sqrt(Var(z_.k) + eps))        # unbiased variance
         c(Z)     = 1/d sum_{k != l} C(Z)_kl^2,  C(Z) = 1/(n-1) sum_i (z_i - mean)(z_i - mean)^T
-        loss     = sim_weight * s + var_weight * (v(Z) + v(Z')) + cov_weight * (c(Z) + c(Z'))
+        loss     = sim_weight * s + var_weight * (v(Z) + v(Z')) / 2 + cov_weight * (c(Z) + c(Z'))
 
-    The official repository halves the variance term (``/ 2`` on each view); use
-    ``var_weight=12.5`` to reproduce it. Under ``torch.distributed`` both views are gathered with
-    gradients and every statistic is taken over the global batch.
+    The paper's eq. (6) writes the variance term as ``mu * [v(Z) + v(Z')]``; the official code,
+    which produced every published number with ``mu = 25``, halves each view's hinge
+    (``mean(relu(1 - std)) / 2``), so the default here is ``mu / 2`` in the paper's notation.
+    ``variance_form="paper"`` gives the equation literally (twice the variance weight). Under
+    ``torch.distributed`` both views are gathered with gradients and every statistic is taken
+    over the global batch.
 
     Args:
         sim_weight: Weight ``lambda`` of the invariance term (>= 0).
         var_weight: Weight ``mu`` of the variance hinge (>= 0).
         cov_weight: Weight ``nu`` of the covariance term (>= 0).
-        eps: Added to the variance inside the square root (> 0), keeps the gradient finite.
+        eps: Added to the variance inside the square root (> 0), keeps the gradient finite;
+            1e-4 as the official code.
         gather_distributed: Use the global batch when running distributed.
         group: Process group to gather over; ``None`` is the world group.
+        variance_form: ``"official"`` (default, each view's hinge halved as the official code)
+            or ``"paper"`` (eq. 6 literally: the two hinges summed).
 
     Example:
         >>> loss_fn = VICRegLoss()
@@ -53,6 +61,7 @@ class VICRegLoss(nn.Module):
         eps: float = 1e-4,
         gather_distributed: bool = True,
         group: Any = None,
+        variance_form: str = "official",
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -62,12 +71,18 @@ class VICRegLoss(nn.Module):
         self.eps = check_positive(owner, "eps", eps)
         self.gather_distributed = gather_distributed
         self.group = group
+        if variance_form not in _VARIANCE_FORMS:
+            raise ValueError(
+                f"{owner}: variance_form must be 'official' (each view's std hinge halved, as "
+                f"facebookresearch/vicreg) or 'paper' (eq. 6 literally), got {variance_form!r}"
+            )
+        self.variance_form = variance_form
 
     def extra_repr(self) -> str:
         """Hyper-parameters shown by ``repr``."""
         return (
             f"sim_weight={self.sim_weight}, var_weight={self.var_weight}, "
-            f"cov_weight={self.cov_weight}, eps={self.eps}"
+            f"cov_weight={self.cov_weight}, eps={self.eps}, variance_form={self.variance_form!r}"
         )
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
@@ -85,11 +100,13 @@ class VICRegLoss(nn.Module):
         )
         n, d = z_a.shape
         loss = self.sim_weight * F.mse_loss(z_a, z_b)
+        # The official code halves each view's std hinge; eq. (6) of the paper does not.
+        var_weight = self.var_weight * (0.5 if self.variance_form == "official" else 1.0)
         for z in (z_a, z_b):
             x = z - z.mean(dim=0)
             var = x.pow(2).sum(dim=0) / (n - 1)
             std_hinge = F.relu(1.0 - torch.sqrt(var + self.eps)).mean()
             # sum_{k != l} C_kl^2 = ||C||_F^2 - sum_k C_kk^2, and C_kk = var_k.
             off_diag = sum_sq_cross_product(x, x) / (n - 1) ** 2 - var.pow(2).sum()
-            loss = loss + self.var_weight * std_hinge + self.cov_weight * off_diag / d
+            loss = loss + var_weight * std_hinge + self.cov_weight * off_diag / d
         return loss
