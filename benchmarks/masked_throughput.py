@@ -39,7 +39,7 @@ def build_step(method: str, batch_size: int, device: str, tiny: bool) -> Callabl
     overrides = [f"method={method}", "backbone=vit_tiny", "progress_bar=none"]
     overrides += TINY if tiny else []
     if tiny and method == "ibot":
-        overrides += ["module.hparams.out_dim=256", "module.head.student.hidden=128"]
+        overrides += ["module.hparams.out_dim=256", "module.projector.student.hidden=128"]
     cfg, _, _ = prepare(compose(overrides), run_dir=Path("/tmp/masked_throughput"))
     torch.manual_seed(0)
     module = hydra.utils.instantiate(cfg.module).to(device)

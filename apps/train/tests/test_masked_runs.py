@@ -31,7 +31,7 @@ SMALL_HEADS = {
         "module.predictor.num_heads=2",
         "module.predictor.depth=1",
     ],
-    "ibot": ["module.hparams.out_dim=256", "module.head.student.hidden=128"],
+    "ibot": ["module.hparams.out_dim=256", "module.projector.student.hidden=128"],
 }
 
 

@@ -191,7 +191,7 @@ def _ibot(**extra):
     return ssl_core.Module(
         forward=ibot_forward,
         backbone=ssl_core.TeacherStudentWrapper(TinyViT(IMG, PATCH, dim=DIM)),
-        head=ssl_core.TeacherStudentWrapper(_Head()),
+        projector=ssl_core.TeacherStudentWrapper(_Head()),
         dino_loss=ssl_losses.DINOLoss(10),
         masking=M.BlockMasking(0.4, min_num_patches=2),
         **extra,

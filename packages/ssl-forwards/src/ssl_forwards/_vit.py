@@ -1,12 +1,14 @@
-"""Checks and helpers shared by the ViT-only forwards (MAE, I-JEPA, iBOT)."""
+"""Checks and helpers shared by the ViT-only forwards (MAE, I-JEPA, iBOT).
+
+The teacher/student, multi-crop and hyper-parameter helpers they share with DINO are in
+``ssl_forwards._multicrop``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-
-from ssl_forwards._common import require
 
 POOLS = ("cls", "mean")
 
@@ -25,19 +27,6 @@ def check_vit(network: Any, forward_name: str, name: str = "backbone") -> Any:
             "in_channels=1) in Python)."
         )
     return network
-
-
-def require_wrapper(self: Any, name: str, forward_name: str) -> Any:
-    """Return the ``TeacherStudentWrapper`` attribute ``name`` or raise naming how to wrap it."""
-    wrapper = require(self, name, forward_name, f"ssl_core.TeacherStudentWrapper(<{name}>)")
-    if not (hasattr(wrapper, "student") and hasattr(wrapper, "teacher")):
-        raise TypeError(
-            f"{forward_name} needs {name!r} to be an ssl_core.TeacherStudentWrapper (an EMA "
-            f"teacher of the student), got {type(wrapper).__name__}; wrap it: "
-            f"{name}=ssl_core.TeacherStudentWrapper(<{name}>, base_ema_coefficient=0.996) and add "
-            "ssl_callbacks.TeacherStudentCallback() to the trainer's callbacks."
-        )
-    return wrapper
 
 
 def require_teacher_updates(self: Any, forward_name: str) -> None:
@@ -75,21 +64,6 @@ def pool_tokens(tokens: dict[str, Any], pool: str, forward_name: str) -> torch.T
     return tokens["patches"].mean(dim=1)
 
 
-def hparam(self: Any, name: str, default: Any) -> Any:
-    """``self.hparams[name]`` (or ``self.<name>``) if set, else ``default``."""
-    hparams = getattr(self, "hparams", None) or {}
-    value = hparams.get(name) if hasattr(hparams, "get") else getattr(hparams, name, None)
-    if value is None:
-        value = getattr(self, name, None)
-    return default if value is None else value
-
-
 def grid_of(backbone: Any, image: torch.Tensor) -> tuple[int, int]:
     """Patch grid of ``image`` (the backbone raises if the size is not divisible)."""
     return tuple(backbone.patch_grid(image.shape[-2], image.shape[-1]))
-
-
-def current_epoch(self: Any) -> int:
-    """The trainer's epoch, 0 outside a trainer (temperature warm-ups read it)."""
-    trainer = getattr(self, "_trainer", None)
-    return int(trainer.current_epoch) if trainer is not None else 0

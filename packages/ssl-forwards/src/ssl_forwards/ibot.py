@@ -15,40 +15,25 @@ from ssl_forwards._common import (
     require,
     require_image,
 )
-from ssl_forwards._vit import (
-    check_vit,
-    current_epoch,
-    grid_of,
-    hparam,
-    pool_tokens,
-    require_teacher_updates,
+from ssl_forwards._multicrop import (
+    LOCAL_IMAGE_KEY,
+    check_crop_size,
+    current,
+    fold_local,
+    head_call,
+    local_views,
+    optional_hparam,
     require_wrapper,
 )
+from ssl_forwards._vit import check_vit, grid_of, pool_tokens, require_teacher_updates
 
 _NAME = "ibot_forward"
-LOCAL_IMAGE_KEY = "local_image"
-LOCAL_SAMPLE_IDX_KEY = "local_sample_idx"
 
 
-def _head_tokens(head: Any, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+def _head_tokens(call: Any, head: Any, tokens: torch.Tensor, epoch: int) -> torch.Tensor:
     """Apply a ``[B, D] -> [B, K]`` head to ``[B, L, D]`` tokens."""
     b, length, d = tokens.shape
-    return head(tokens.reshape(b * length, d), **kwargs).reshape(b, length, -1)
-
-
-def _local_views(batch: dict[str, Any], backbone: Any, head: Any, epoch: int) -> list[torch.Tensor]:
-    if LOCAL_IMAGE_KEY not in batch:
-        return []
-    if LOCAL_SAMPLE_IDX_KEY not in batch:
-        raise KeyError(
-            f"{_NAME}: the batch has {LOCAL_IMAGE_KEY!r} but no {LOCAL_SAMPLE_IDX_KEY!r}; the "
-            "multi-crop augmentation must write both (one sample id per local crop)."
-        )
-    local = head(backbone(batch[LOCAL_IMAGE_KEY]), epoch=epoch)
-    (views,) = fold_training_views(
-        [local], {"sample_idx": batch[LOCAL_SAMPLE_IDX_KEY]}, _NAME, min_views=1
-    )
-    return views
+    return head_call(call, head, tokens.reshape(b * length, d), epoch).reshape(b, length, -1)
 
 
 def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -57,9 +42,9 @@ def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
     Module attributes:
         backbone: ``ssl_core.TeacherStudentWrapper`` around a ``ViTBackbone`` (momentum
             0.996 -> 1); add ``ssl_callbacks.TeacherStudentCallback()`` to the trainer.
-        head: ``ssl_core.TeacherStudentWrapper`` around one ``ssl_core.backbone.DINOHead``
-            shared by the CLS token and the patch tokens (iBOT's ``shared_head=True``); the
-            student head is called with ``epoch=`` (DINOHead's last-layer freeze).
+        projector: ``ssl_core.TeacherStudentWrapper`` around one ``ssl_core.backbone.DINOHead``
+            shared by the CLS token and the patch tokens (iBOT's ``shared_head=True``; the same
+            attribute as ``dino_forward``'s head); a ``DINOHead`` is told the epoch.
         dino_loss: ``ssl_losses.DINOLoss(out_dim, ...)`` for the CLS tokens.
         ibot_patch_loss: ``ssl_losses.iBOTPatchLoss(out_dim, ...)`` for the masked patches.
         masking: optional ``ssl_data.masks.BlockMasking``; defaults to
@@ -87,16 +72,19 @@ def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
 
     Raises:
         AttributeError: A required module attribute is missing.
-        TypeError: ``backbone``/``head`` are not teacher/student wrappers, or not a ViT.
+        TypeError: ``backbone``/``projector`` are not teacher/student wrappers, or not a ViT
+            with a CLS token.
         RuntimeError: Training under a trainer without ``TeacherStudentCallback``.
         KeyError: ``image`` or ``sample_idx`` is missing.
-        ValueError: Fewer than 2 global views per sample, or an unknown stage.
+        ValueError: Fewer than 2 global views per sample, a crop size the ViT cannot take, or
+            an unknown stage.
     """
     training = check_stage(stage, _NAME)
-    backbone = require_wrapper(self, "backbone", _NAME)
+    backbone = require_wrapper(self, "backbone", _NAME, "<ViTBackbone>")
     check_vit(backbone.student, _NAME)
     image = require_image(batch, _NAME)
-    pool = hparam(self, "embedding_pool", "cls")
+    check_crop_size(backbone, image, "image", _NAME)
+    pool = optional_hparam(self, "embedding_pool", "cls")
     out = base_outputs(batch)
     with torch.no_grad():
         teacher_tokens = backbone.teacher.forward_tokens(image)
@@ -104,7 +92,7 @@ def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
     if not training:
         return out
     require_teacher_updates(self, _NAME)
-    head = require_wrapper(self, "head", _NAME)
+    head = require_wrapper(self, "projector", _NAME, "ssl_core.backbone.DINOHead(<D>, out_dim=<K>)")
     dino_loss = require(self, "dino_loss", _NAME, "ssl_losses.DINOLoss(out_dim)")
     patch_loss = require(self, "ibot_patch_loss", _NAME, "ssl_losses.iBOTPatchLoss(out_dim)")
     masking = getattr(self, "masking", None) or BlockMasking((0.0, 0.3), (0.0, 0.2))
@@ -114,24 +102,30 @@ def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
             "token (backbone=vit_tiny)."
         )
     mask = masking(image.shape[0], grid_of(backbone.student, image), device=image.device)
-    epoch = current_epoch(self)
+    epoch = current(self, "current_epoch")
     with torch.no_grad():
-        t_cls = head.teacher(teacher_tokens["cls"])
-        t_patch = _head_tokens(head.teacher, teacher_tokens["patches"])
+        t_cls = head.forward_teacher(teacher_tokens["cls"])
+        t_patch = _head_tokens(head.forward_teacher, head, teacher_tokens["patches"], epoch)
     student = backbone.student.forward_tokens(image, mask=mask)
-    s_cls = head.student(student["cls"], epoch=epoch)
-    s_patch = _head_tokens(head.student, student["patches"], epoch=epoch)
+    s_cls = head_call(head.forward_student, head, student["cls"], epoch)
+    s_patch = _head_tokens(head.forward_student, head, student["patches"], epoch)
     t_cls_v, s_cls_v, t_patch_v, s_patch_v, mask_v = fold_training_views(
         [t_cls, s_cls, t_patch, s_patch, mask], batch, _NAME, min_views=2
     )
-    locals_ = _local_views(batch, backbone.student, head.student, epoch)
-    loss_cls = as_scalar(dino_loss(s_cls_v + locals_, t_cls_v, epoch=epoch), _NAME, "dino_loss")
+    n_samples = t_cls_v[0].shape[0]
+    local = local_views(batch, _NAME, n_samples)
+    if local is not None:
+        local_image, local_idx = local
+        check_crop_size(backbone, local_image, LOCAL_IMAGE_KEY, _NAME)
+        s_local = head_call(head.forward_student, head, backbone.student(local_image), epoch)
+        s_cls_v = s_cls_v + fold_local(s_local, local_idx, n_samples, _NAME)
+    loss_cls = as_scalar(dino_loss(s_cls_v, t_cls_v, epoch=epoch), _NAME, "dino_loss")
     loss_patch = as_scalar(
         patch_loss(s_patch_v, t_patch_v, mask_v, epoch=epoch), _NAME, "ibot_patch_loss"
     )
-    out["loss"] = (
-        hparam(self, "lambda1", 1.0) * loss_cls + hparam(self, "lambda2", 1.0) * loss_patch
-    )
+    lambda1 = optional_hparam(self, "lambda1", 1.0)
+    lambda2 = optional_hparam(self, "lambda2", 1.0)
+    out["loss"] = lambda1 * loss_cls + lambda2 * loss_patch
     out["loss_cls"] = loss_cls.detach()
     out["loss_patch"] = loss_patch.detach()
     out["ibot_mask"] = mask

@@ -8,14 +8,8 @@ import torch
 
 from ssl_data.masks import MultiBlockMasking
 from ssl_forwards._common import as_scalar, base_outputs, check_stage, require, require_image
-from ssl_forwards._vit import (
-    check_vit,
-    grid_of,
-    hparam,
-    pool_tokens,
-    require_teacher_updates,
-    require_wrapper,
-)
+from ssl_forwards._multicrop import optional_hparam, require_wrapper
+from ssl_forwards._vit import check_vit, grid_of, pool_tokens, require_teacher_updates
 from ssl_losses import IJEPALoss
 
 _NAME = "ijepa_forward"
@@ -61,10 +55,10 @@ def ijepa_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any
         ValueError: The image size is not divisible by the patch size, or an unknown stage.
     """
     training = check_stage(stage, _NAME)
-    backbone = require_wrapper(self, "backbone", _NAME)
+    backbone = require_wrapper(self, "backbone", _NAME, "<ViTBackbone>")
     check_vit(backbone.student, _NAME)
     image = require_image(batch, _NAME)
-    pool = hparam(self, "embedding_pool", "mean")
+    pool = optional_hparam(self, "embedding_pool", "mean")
     out = base_outputs(batch)
     with torch.no_grad():
         full = backbone.teacher.forward_tokens(image)

@@ -8,7 +8,8 @@ import torch
 
 from ssl_data.masks import RandomMasking, patchify
 from ssl_forwards._common import as_scalar, base_outputs, check_stage, require, require_image
-from ssl_forwards._vit import check_vit, grid_of, hparam, pool_tokens
+from ssl_forwards._multicrop import optional_hparam
+from ssl_forwards._vit import check_vit, grid_of, pool_tokens
 from ssl_losses import MAELoss
 
 _NAME = "mae_forward"
@@ -54,14 +55,16 @@ def mae_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]:
         require(self, "backbone", _NAME, "ssl_core.backbone.from_timm(...)"), _NAME
     )
     image = require_image(batch, _NAME)
-    pool = hparam(self, "embedding_pool", "mean")
+    pool = optional_hparam(self, "embedding_pool", "mean")
     out = base_outputs(batch)
     if not training:
         out["embedding"] = pool_tokens(backbone.forward_tokens(image), pool, _NAME)
         return out
     decoder = require(self, "decoder", _NAME, "ssl_core.backbone.MAEDecoder(...)")
     loss_fn = getattr(self, "mae_loss", None) or MAELoss(norm_pix_loss=True)
-    masking = getattr(self, "masking", None) or RandomMasking(hparam(self, "mask_ratio", 0.75))
+    masking = getattr(self, "masking", None) or RandomMasking(
+        optional_hparam(self, "mask_ratio", 0.75)
+    )
     gh, gw = grid_of(backbone, image)
     masks = masking(image.shape[0], gh * gw, device=image.device)
     tokens = backbone.forward_tokens(image, keep=masks.keep)
