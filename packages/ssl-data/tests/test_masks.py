@@ -131,6 +131,7 @@ def _log_bbox_aspect(m):
     return math.log(rows / cols)
 
 
+@pytest.mark.slow
 def test_block_masking_statistics_match_official_loop():
     gen = masks.BlockMasking(0.3)
     ours = gen(10_000, (14, 14), generator=_gen()).view(-1, 14, 14)
@@ -149,6 +150,7 @@ def test_block_masking_statistics_match_official_loop():
     assert abs(ours_rows - ref.any(2).sum(1).float().mean().item()) < 0.3
 
 
+@pytest.mark.slow
 def test_block_masking_ratio_ranges_per_sample():
     gen = masks.BlockMasking(pred_ratio=(0.0, 0.3), pred_ratio_var=(0.0, 0.2))
     ratios = gen.sample_ratios(10_000, _gen(), torch.device("cpu"))
@@ -191,6 +193,7 @@ def test_block_sizes_follow_paper_ranges_10k():
     assert {c for c in ctx} == {(13, 13)}  # sides stay below the grid: 169/196 = 0.86
 
 
+@pytest.mark.slow
 def test_multiblock_masks_batch_of_10k():
     gen = masks.MultiBlockMasking()
     out = gen(10_000, (14, 14), generator=_gen())
