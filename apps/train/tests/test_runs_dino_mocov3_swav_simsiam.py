@@ -47,3 +47,31 @@ def test_method_config_trains_on_the_embedded_data(method: str, tmp_path: Path) 
     state = torch.load(tmp_path / "backbone.pt", weights_only=True)
     if method.endswith("_vit"):
         assert state["model.pos_embed"].shape == (1, 50, 192)  # CLS + 7x7 patches of 4 px
+
+
+@pytest.mark.parametrize(
+    ("overrides", "width"),
+    [
+        (["backbone=vit_tiny"], 192),
+        (["backbone=vit_small"], 384),
+        (
+            ["backbone=timm", "backbone.model_name=vit_base_patch16_224", "backbone.patch_size=4"],
+            768,
+        ),
+    ],
+)
+def test_vit_backbone_configs_give_the_embedding_width(overrides: list[str], width: int) -> None:
+    from ssl_train.runner import fill_embedding_dim
+
+    cfg = compose(overrides)
+    fill_embedding_dim(cfg)  # builds the backbone on the meta device
+    assert cfg.embedding_dim == width
+
+
+def test_timm_backbone_with_patches_that_do_not_tile_the_image_says_so() -> None:
+    from ssl_train.config import ConfigError
+    from ssl_train.runner import fill_embedding_dim
+
+    cfg = compose(["backbone=timm", "backbone.model_name=vit_tiny_patch16_224"])  # 16 px patches
+    with pytest.raises(ConfigError, match="multiples of 16; got 28x28"):
+        fill_embedding_dim(cfg)
