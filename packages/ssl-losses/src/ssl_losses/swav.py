@@ -16,6 +16,14 @@ from ssl_losses.distributed import all_reduce_sum, is_distributed
 __all__ = ["SwAVLoss", "sinkhorn_knopp"]
 
 
+def _check_iterations(owner: str, iterations: object) -> int:
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(
+            f"{owner}: sinkhorn_iterations must be an integer >= 1, got {iterations!r}; SwAV uses 3"
+        )
+    return iterations
+
+
 @torch.no_grad()
 def sinkhorn_knopp(
     scores: torch.Tensor,
@@ -43,6 +51,11 @@ def sinkhorn_knopp(
     Returns:
         Codes of the same shape as ``scores``, without gradient.
     """
+    check_positive("sinkhorn_knopp", "epsilon", epsilon)
+    _check_iterations("sinkhorn_knopp", iterations)
+    if not isinstance(scores, torch.Tensor) or scores.dim() not in (2, 3):
+        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"sinkhorn_knopp: scores must be a tensor [B, K] or [V, B, K], got {got}")
     squeeze = scores.dim() == 2
     q = scores.detach().unsqueeze(0) if squeeze else scores.detach()  # [V, B, K]
     distributed = gather_distributed and is_distributed(group)
@@ -50,7 +63,7 @@ def sinkhorn_knopp(
     peak = q.amax(dim=(1, 2), keepdim=True)
     if distributed:
         dist.all_reduce(peak, op=dist.ReduceOp.MAX, group=group)
-    q = torch.exp((q - peak) / epsilon)
+    q = (q - peak).div_(epsilon).exp_()
     total = q.sum(dim=(1, 2), keepdim=True)
     b_global = q.new_tensor(float(b))
     if distributed:
@@ -58,13 +71,12 @@ def sinkhorn_knopp(
         total, b_global = packed[:-1].view_as(total), packed[-1]
     q /= total
     for _ in range(iterations):
+        # The official two divisions (by the sums, then by K or B) in one pass over q.
         per_prototype = q.sum(dim=1, keepdim=True)  # [V, 1, K]
         if distributed:
             per_prototype = all_reduce_sum(per_prototype, group)
-        q /= per_prototype
-        q /= k
-        q /= q.sum(dim=2, keepdim=True)
-        q /= b_global
+        q /= per_prototype * k
+        q /= q.sum(dim=2, keepdim=True) * b_global
     q *= b_global
     return q.squeeze(0) if squeeze else q
 
@@ -109,16 +121,7 @@ class SwAVLoss(nn.Module):
         super().__init__()
         owner = type(self).__name__
         self.temperature = check_positive(owner, "temperature", temperature)
-        if (
-            isinstance(sinkhorn_iterations, bool)
-            or not isinstance(sinkhorn_iterations, int)
-            or sinkhorn_iterations < 1
-        ):
-            raise ValueError(
-                f"{owner}: sinkhorn_iterations must be an integer >= 1, got "
-                f"{sinkhorn_iterations!r}; SwAV uses 3"
-            )
-        self.sinkhorn_iterations = sinkhorn_iterations
+        self.sinkhorn_iterations = _check_iterations(owner, sinkhorn_iterations)
         self.sinkhorn_epsilon = check_positive(owner, "sinkhorn_epsilon", sinkhorn_epsilon)
         self.gather_distributed = gather_distributed
         self.group = group
