@@ -43,7 +43,7 @@ class TinyViT(nn.Module):
         t = self.proj(x).flatten(2).transpose(1, 2)
         if mask is not None:
             t = torch.where(mask[..., None], self.mask_token.to(t.dtype), t)
-        t = t + self.pos
+        t = t + self.pos[:, : t.shape[1]]  # smaller local crops take the first positions
         if keep is not None:
             t = torch.gather(t, 1, keep[..., None].expand(-1, -1, t.shape[2]))
         if self.cls_token is not None:
@@ -188,14 +188,13 @@ class _Head(nn.Module):
 
 def _ibot(**extra):
     torch.manual_seed(0)
-    return ssl_core.Module(
-        forward=ibot_forward,
-        backbone=ssl_core.TeacherStudentWrapper(TinyViT(IMG, PATCH, dim=DIM)),
-        projector=ssl_core.TeacherStudentWrapper(_Head()),
-        dino_loss=ssl_losses.DINOLoss(10),
-        masking=M.BlockMasking(0.4, min_num_patches=2),
-        **extra,
-    )
+    parts = {
+        "backbone": ssl_core.TeacherStudentWrapper(TinyViT(IMG, PATCH, dim=DIM)),
+        "projector": ssl_core.TeacherStudentWrapper(_Head()),
+        "dino_loss": ssl_losses.DINOLoss(10),
+        "masking": M.BlockMasking(0.4, min_num_patches=2),
+    }
+    return ssl_core.Module(forward=ibot_forward, **{**parts, **extra})
 
 
 def _two_view_batch(n=4):
@@ -233,6 +232,21 @@ def test_ibot_student_sees_the_masks_and_teacher_the_full_image():
     assert torch.equal(seen["student"][0], out["ibot_mask"])
     total = out["loss_cls"] + out["loss_patch"]
     torch.testing.assert_close(out["loss"].detach(), total)
+
+
+def test_ibot_local_crops_join_the_cls_loss_only():
+    recorder = Recorder(ssl_losses.DINOLoss(10))
+    module = _ibot(dino_loss=recorder, ibot_patch_loss=ssl_losses.iBOTPatchLoss(10))
+    batch = _two_view_batch()
+    batch["local_image"] = torch.randn(12, 1, 4, 4)  # 3 local crops of the 4 samples
+    batch["local_sample_idx"] = torch.arange(4).repeat(3)
+    out = module(batch, "train")
+    student, teacher = recorder.args
+    assert len(teacher) == 2 and len(student) == 5
+    assert all(s.shape == (4, 10) for s in student)
+    local = module.projector.student(module.backbone.student(batch["local_image"][:4]))
+    torch.testing.assert_close(student[2], local)
+    assert out["ibot_mask"].shape == (8, L)
 
 
 def test_masked_methods_reject_a_cnn_backbone_naming_vit_tiny():
