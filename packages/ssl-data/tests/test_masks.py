@@ -252,3 +252,23 @@ def test_masks_on_cuda_match_cpu_seed():
     assert torch.equal(b.cpu(), masks.BlockMasking(0.3)(4, (14, 14), generator=_gen(7)))
     r = masks.RandomMasking()(4, 49, generator=_gen(7), device="cuda")
     assert torch.equal(r.mask.cpu(), masks.RandomMasking()(4, 49, generator=_gen(7)).mask)
+
+
+def test_own_seeded_stream_differs_per_rank(monkeypatch):
+    from ssl_data.masks import _common
+
+    a = masks.RandomMasking(0.75, seed=3)(4, 49).mask
+    assert torch.equal(a, masks.RandomMasking(0.75, seed=3)(4, 49).mask)
+    gen = masks.BlockMasking(0.3, seed=3)
+    assert not torch.equal(gen(4, (7, 7)), gen(4, (7, 7)))  # one stream, advancing
+    explicit = masks.RandomMasking(0.75, seed=3)(4, 49, generator=_gen(9)).mask
+    assert torch.equal(explicit, masks.RandomMasking(0.75)(4, 49, generator=_gen(9)).mask)
+    monkeypatch.setattr(_common.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(_common.dist, "get_rank", lambda: 1)
+    rank1 = masks.RandomMasking(0.75, seed=3)(4, 49).mask
+    assert not torch.equal(a, rank1)
+    # rank 1 with seed 3 draws what seed 4 draws on rank 0
+    monkeypatch.setattr(_common.dist, "get_rank", lambda: 0)
+    assert torch.equal(rank1, masks.RandomMasking(0.75, seed=4)(4, 49).mask)
+    ctx = masks.MultiBlockMasking(seed=3)(2, (14, 14)).context[0]
+    assert torch.equal(ctx, masks.MultiBlockMasking(seed=3)(2, (14, 14)).context[0])

@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
 
-__all__ = ["check_grid", "check_range", "indices_to_mask", "resolve_device", "uniform"]
+__all__ = [
+    "SeededStream",
+    "check_grid",
+    "check_range",
+    "indices_to_mask",
+    "resolve_device",
+    "uniform",
+]
 
 
 def resolve_device(
@@ -68,3 +76,34 @@ def indices_to_mask(indices: torch.Tensor, num_patches: int) -> torch.Tensor:
     """
     mask = torch.zeros(indices.shape[0], num_patches, dtype=torch.bool, device=indices.device)
     return mask.scatter_(1, indices, True)
+
+
+_STREAM_SALT = 0x6D61736B  # keeps the mask stream apart from a MultiViewAugment of the same seed
+
+
+class SeededStream:
+    """An optional own random stream for a mask generator, different on every process.
+
+    With ``seed=None`` the generator draws from the global RNG of the device (or from the
+    ``generator`` passed to a call). With a seed it keeps one ``torch.Generator`` per device type,
+    seeded from ``seed + rank`` on first use, so DDP ranks, which share the global seed, draw
+    different masks (as ``ssl_data.MultiViewAugment`` does for views); the seed is salted so
+    that masks and views of one ``seed`` do not draw the same numbers.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = None if seed is None else int(seed)
+        self._generators: dict[str, torch.Generator] = {}
+
+    def stream(
+        self, generator: torch.Generator | None, device: torch.device
+    ) -> torch.Generator | None:
+        """The generator a call draws from: ``generator``, else the own one, else ``None``."""
+        if generator is not None or self.seed is None:
+            return generator
+        own = self._generators.get(device.type)
+        if own is None:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+            own = torch.Generator(device=device).manual_seed((self.seed + rank) ^ _STREAM_SALT)
+            self._generators[device.type] = own
+        return own

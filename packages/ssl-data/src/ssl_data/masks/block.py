@@ -7,7 +7,13 @@ from collections.abc import Sequence
 
 import torch
 
-from ssl_data.masks._common import check_grid, check_range, resolve_device, uniform
+from ssl_data.masks._common import (
+    SeededStream,
+    check_grid,
+    check_range,
+    resolve_device,
+    uniform,
+)
 
 __all__ = ["BlockMasking"]
 
@@ -18,7 +24,7 @@ def _as_list(value: float | Sequence[float]) -> list[float]:
     return [float(v) for v in value] if isinstance(value, Sequence) else [float(value)]
 
 
-class BlockMasking:
+class BlockMasking(SeededStream):
     """Blockwise patch masks with a random prediction ratio per sample (iBOT, Zhou et al. 2022).
 
     Same semantics as the official iBOT loader (``pred_shape='block'``), drawn for the whole batch
@@ -36,6 +42,8 @@ class BlockMasking:
             in the published recipe); one value is used for every mean.
         aspect_ratio: ``(a, b)`` range of block aspect ratios; iBOT uses ``(0.3, 1/0.3)``.
         min_num_patches: Smallest block area; ``None`` means ``(min(gh, gw) // 3) ** 2`` as iBOT.
+        seed: Optional seed of an own random stream (``seed + rank`` per process); ``None``
+            draws from the global RNG.
 
     Raises:
         ValueError: A ratio range leaves ``[0, 1)``, or the lengths of ``pred_ratio`` and
@@ -53,7 +61,9 @@ class BlockMasking:
         pred_ratio_var: float | Sequence[float] = 0.0,
         aspect_ratio: Sequence[float] = (0.3, 1 / 0.3),
         min_num_patches: int | None = None,
+        seed: int | None = None,
     ) -> None:
+        super().__init__(seed)
         means, vars_ = _as_list(pred_ratio), _as_list(pred_ratio_var)
         if len(vars_) == 1:
             vars_ = vars_ * len(means)
@@ -109,6 +119,7 @@ class BlockMasking:
             ``[N, gh*gw]`` bool, True = masked, in raster order.
         """
         device = resolve_device(device, generator)
+        generator = self.stream(generator, device)
         gh, gw = check_grid(grid, "BlockMasking")
         low = self.min_num_patches
         if low is None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ssl_data.masks._common import (
+    SeededStream,
     check_grid,
     check_range,
     indices_to_mask,
@@ -84,7 +85,7 @@ def _first_indices(mask: torch.Tensor, keep: int) -> torch.Tensor:
     return order[:, :keep]
 
 
-class MultiBlockMasking:
+class MultiBlockMasking(SeededStream):
     """I-JEPA context/target masks (Assran et al. 2023), batched, by the official collator's rules.
 
     Per batch one target block size (scale ``target_scale``, aspect ``target_aspect_ratio``) and
@@ -105,6 +106,8 @@ class MultiBlockMasking:
         min_keep: A block must keep more than this many patches (official default 4; the
             official ImageNet configs use 10 on 16 x 16 grids).
         allow_overlap: Keep the target patches in the context (official default False).
+        seed: Optional seed of an own random stream (``seed + rank`` per process); ``None``
+            draws from the global RNG.
 
     Raises:
         ValueError: A scale or aspect range is invalid, or a block can never keep more than
@@ -126,7 +129,9 @@ class MultiBlockMasking:
         context_aspect_ratio: Sequence[float] = (1.0, 1.0),
         min_keep: int = 4,
         allow_overlap: bool = False,
+        seed: int | None = None,
     ) -> None:
+        super().__init__(seed)
         if num_targets < 1 or num_contexts < 1:
             raise ValueError(
                 f"num_targets and num_contexts must be >= 1, got {num_targets} and "
@@ -195,6 +200,7 @@ class MultiBlockMasking:
             The :class:`MultiBlockMask`.
         """
         device = resolve_device(device, generator)
+        generator = self.stream(generator, device)
         gh, gw = self.check_grid(grid)
         num_patches = gh * gw
         u = uniform((2,), generator, device).tolist()

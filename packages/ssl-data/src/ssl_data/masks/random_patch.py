@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ssl_data.masks._common import resolve_device, uniform
+from ssl_data.masks._common import SeededStream, resolve_device, uniform
 
 __all__ = ["RandomMask", "RandomMasking"]
 
@@ -28,7 +28,7 @@ class RandomMask:
     mask: torch.Tensor
 
 
-class RandomMasking:
+class RandomMasking(SeededStream):
     """Mask a fixed fraction of the patches of every sample uniformly at random (MAE).
 
     Each sample draws ``L`` uniform numbers; the ``K = int(L * (1 - mask_ratio))`` patches with the
@@ -37,6 +37,8 @@ class RandomMasking:
 
     Args:
         mask_ratio: Fraction of patches removed, in ``(0, 1)``; MAE uses 0.75.
+        seed: Optional seed of an own random stream (``seed + rank`` per process); ``None``
+            draws from the global RNG.
 
     Raises:
         ValueError: ``mask_ratio`` is outside ``(0, 1)``.
@@ -47,7 +49,8 @@ class RandomMasking:
         (torch.Size([2, 4]), [12, 12])
     """
 
-    def __init__(self, mask_ratio: float = 0.75) -> None:
+    def __init__(self, mask_ratio: float = 0.75, seed: int | None = None) -> None:
+        super().__init__(seed)
         if not 0.0 < float(mask_ratio) < 1.0:
             raise ValueError(
                 f"mask_ratio must be in (0, 1) (the fraction of patches removed), got "
@@ -90,6 +93,7 @@ class RandomMasking:
             The :class:`RandomMask`.
         """
         device = resolve_device(device, generator)
+        generator = self.stream(generator, device)
         keep = self.num_visible(num_patches)
         noise = uniform((batch_size, num_patches), generator, device)
         shuffle = torch.argsort(noise, dim=1)
