@@ -206,7 +206,7 @@ def test_teacher_student_checkpoint_gives_the_exported_ema_teacher(tmp_path: Pat
     assert run(compose(["method=byol", *TWO_STEP_RUN]), run_dir=tmp_path) is not None
     from_ckpt, _ = load_backbone(tmp_path / "checkpoints" / "last.ckpt")
     exported, _ = load_backbone(tmp_path / "backbone.pt")
-    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for name, value in from_ckpt.state_dict().items():
         assert torch.equal(value, exported.state_dict()[name])
         assert torch.equal(value, state[f"backbone.teacher.{name}"])

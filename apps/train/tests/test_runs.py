@@ -135,7 +135,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     )
     assert proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), proc.stderr[-3000:]
     assert not (killed / "summary.json").exists()
-    ckpt = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 6 and ckpt["callbacks"]["LoaderState"] == {
         "epoch": 1,
         "consumed": 2,

@@ -1,6 +1,7 @@
 """Run by test_ddp.py: 2-process gloo DDP fit; each rank dumps its queues and metrics as JSON."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ssl_callbacks import OnlineKNN, OnlineQueue
+from ssl_callbacks import OnlineKNN, OnlineProbe, OnlineQueue
 
 
 class Rows(Dataset):
@@ -51,6 +52,14 @@ def main(out_dir: Path) -> None:
     queue = OnlineQueue("sample_idx", queue_length=12, gather_distributed=True)
     local = OnlineQueue("x", queue_length=100)  # not gathered
     knn = OnlineKNN("knn", "embedding", "label", queue_length=16, k=3, num_classes=4)
+    torch.manual_seed(100 + int(os.environ.get("LOCAL_RANK", 0)))  # ranks start different
+    probe = OnlineProbe(
+        "probe",
+        "embedding",
+        "label",
+        probe=nn.Linear(6, 4),
+        optimizer=lambda params: torch.optim.AdamW(params, lr=0.05),
+    )
     trainer = pl.Trainer(
         strategy="ddp",
         accelerator="cpu",
@@ -61,7 +70,7 @@ def main(out_dir: Path) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[queue, local, knn],
+        callbacks=[queue, local, knn, probe],
     )
     module = Identity()
     trainer.fit(
@@ -78,7 +87,11 @@ def main(out_dir: Path) -> None:
         "bank_labels": labels.tolist(),
         "top1": float(trainer.callback_metrics["val/knn_top1"]),
         "world_size": trainer.world_size,
+        "probe": {k: v.tolist() for k, v in probe.probe.state_dict().items()},
+        "probe_top1": float(trainer.callback_metrics["val/probe_top1"]),
     }
+    ckpt = out_dir / "run.ckpt"
+    trainer.save_checkpoint(ckpt)  # written by rank 0 only
     (out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
     # Lightning leaves the process group alive; gloo's threads then race interpreter exit and
     # abort the process ("terminate called without an active exception") now and then.

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 
@@ -56,3 +57,27 @@ def test_two_process_gloo_gathers_queues_and_syncs_knn(tmp_path):
     expected = (votes.argmax(1) == yv).double().mean().item()
     for rank in ranks:
         assert rank["top1"] == pytest.approx(expected)
+
+    # The probe: every rank holds the probe a single process trains on the global batches (rank
+    # 0's rows then rank 1's at each step), starting from rank 0's initial weights.
+    torch.manual_seed(100)
+    reference = nn.Linear(6, 4)
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=0.05)
+    for step in range(4):
+        rows = seen[0][step] + seen[1][step]
+        loss = F.cross_entropy(reference(xt[rows]), yt[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert ranks[0]["probe"] == ranks[1]["probe"]  # bit-identical across ranks
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(
+            torch.tensor(ranks[0]["probe"][name]), value, rtol=1e-5, atol=1e-6
+        )
+    ref_top1 = (reference(xv).argmax(1) == yv).double().mean().item()
+    for rank in ranks:
+        assert rank["probe_top1"] == pytest.approx(ref_top1)
+    saved = torch.load(tmp_path / "run.ckpt", weights_only=False)["callbacks"]
+    assert [k for k in saved if k.startswith("OnlineProbe")] == ["OnlineProbe[probe]"]
+    for name, value in saved["OnlineProbe[probe]"]["probe"].items():
+        assert value.tolist() == ranks[0]["probe"][name]

@@ -80,13 +80,20 @@ def test_callback_logs_reference_accuracy(toy, tmp_path, distance):
     assert float(trainer.callback_metrics["val/knn_top5"]) == pytest.approx(float(top3))
 
 
-def test_empty_bank_warns_and_skips(toy, tmp_path):
+def test_empty_bank_at_first_validation_raises(toy, tmp_path):
     xv, yv = _data(8, 6, seed=1)
     knn = OnlineKNN("knn", "embedding", "label", queue_length=16, k=3, num_classes=4)
     trainer = toy.trainer(tmp_path, [knn])
-    with pytest.warns(UserWarning, match="bank is empty"):
+    with pytest.raises(RuntimeError, match=r"OnlineKNN\('knn'\): the bank is empty.*ckpt_path="):
         trainer.validate(toy.Module(dim=6), toy.loader(xv, yv))
-    assert "val/knn_top1" not in trainer.callback_metrics
+
+
+def test_empty_bank_is_quiet_in_the_sanity_check(toy, tmp_path):
+    xt, yt = _data(16, 6, seed=0)
+    knn = OnlineKNN("knn", "embedding", "label", queue_length=16, k=3, num_classes=4)
+    trainer = toy.trainer(tmp_path, [knn], num_sanity_val_steps=1)
+    trainer.fit(toy.Module(dim=6), toy.loader(xt, yt), toy.loader(xt, yt))
+    assert "val/knn_top1" in trainer.callback_metrics
 
 
 def test_small_bank_warns_and_uses_all_rows(toy, tmp_path):
@@ -140,5 +147,27 @@ def test_validation_dim_differs_from_bank(toy, tmp_path):
             return {"x": batch["x"][:, :4], "label": batch["label"]}
 
     trainer = toy.trainer(tmp_path, [knn])
-    with pytest.raises(ValueError, match="dim 4 but the bank holds dim 6"):
+    with pytest.raises(ValueError, match=r"OnlineKNN\('knn'\).*dim 4 but the bank holds dim 6"):
         trainer.fit(Other(dim=6), toy.loader(xt, yt), toy.loader(xt, yt))
+
+
+@pytest.mark.parametrize("where", ["train", "val"])
+def test_nan_embeddings_raise_naming_the_callback(toy, tmp_path, where):
+    xt, yt = _data(16, 6, seed=0)
+    xv, yv = _data(8, 6, seed=1)
+    (xt if where == "train" else xv)[2, 1] = float("nan")
+    knn = OnlineKNN("knn", "embedding", "label", 16, k=2, num_classes=4)
+    trainer = toy.trainer(tmp_path, [knn])
+    match = "the bank of training 'embedding'" if where == "train" else "validation embeddings"
+    with pytest.raises(ValueError, match=rf"OnlineKNN\('knn'\).*{match}.*NaN"):
+        trainer.fit(toy.Module(dim=6, identity=True), toy.loader(xt, yt), toy.loader(xv, yv))
+
+
+def test_validation_label_beyond_num_classes(toy, tmp_path):
+    xt, yt = _data(16, 6, seed=0)
+    xv, yv = _data(8, 6, seed=1)
+    yv[3] = 6
+    knn = OnlineKNN("knn", "embedding", "label", 16, k=2, num_classes=4)
+    trainer = toy.trainer(tmp_path, [knn])
+    with pytest.raises(ValueError, match=r"OnlineKNN\('knn'\): got label 6 but num_classes=4"):
+        trainer.fit(toy.Module(dim=6, identity=True), toy.loader(xt, yt), toy.loader(xv, yv))

@@ -121,5 +121,5 @@ def test_bad_inputs(toy, tmp_path):
     x, y = separable(n=16)
     probe = make_probe()
     trainer = toy.trainer(tmp_path, [probe])
-    with pytest.raises(ValueError, match=r"got label 5 but num_classes=2"):
+    with pytest.raises(ValueError, match=r"got label 5 in a training batch.*num_classes=2"):
         trainer.fit(toy.Module(dim=6), toy.loader(x, torch.full_like(y, 5)))

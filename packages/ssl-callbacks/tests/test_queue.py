@@ -65,18 +65,19 @@ def test_consumers_share_one_buffer_sized_to_largest(toy, tmp_path):
     trainer = toy.trainer(tmp_path, [small, knn, monitor], limit_val_batches=0)
     module = toy.Module(dim=6, identity=True)
     trainer.fit(module, toy.loader(x, y))
-    # The first consumer owns the storage; the others reference it.
-    assert small._buffers["embedding"] is knn._buffers["embedding"] is monitor._buffers["embedding"]
-    assert small._buffers["embedding"].length == 16
-    assert small._owned == {"embedding"} and knn._owned == {"label"} and monitor._owned == set()
+    # The consumer with the smallest state_key ("OnlineKNN[knn]") owns the storage, wherever it
+    # sits in the list; the others reference it.
+    buffer = knn._shared["embedding"].buffer
+    assert small._shared["embedding"].buffer is buffer is monitor._shared["embedding"].buffer
+    assert buffer.length == 16
+    assert knn._owned == {"embedding", "label"} and small._owned == monitor._owned == set()
     assert torch.equal(small.get_queue("embedding"), x[-5:])
     feats, labels = knn.bank()
     assert torch.equal(feats, x[-16:]) and torch.equal(labels, y[-16:])
     assert torch.equal(monitor._queue("embedding", 9), x[-9:])
     # Only the owner saves the rows.
-    assert set(small.state_dict()["queues"]) == {"embedding"}
-    assert set(knn.state_dict()["queues"]) == {"label"}
-    assert monitor.state_dict()["queues"] == {}
+    assert set(knn.state_dict()["queues"]) == {"embedding", "label"}
+    assert small.state_dict()["queues"] == monitor.state_dict()["queues"] == {}
 
 
 def test_conflicting_consumers_raise(toy, tmp_path):
@@ -100,7 +101,7 @@ def test_two_trainers_never_share_queues(toy, tmp_path):
     tb.fit(toy.Module(dim=6), toy.loader(xb, yb))
     assert torch.equal(find_queue(ta, "x"), xa[-8:])
     assert torch.equal(find_queue(tb, "x"), xb[-8:])
-    assert qa._buffers["x"] is not qb._buffers["x"]
+    assert qa._shared["x"].buffer is not qb._shared["x"].buffer
 
 
 def _fit(toy, tmp_path, max_epochs, ckpt_path=None, save_to=None):
@@ -128,7 +129,8 @@ def test_checkpoint_resume_restores_queues_exactly(toy, tmp_path):
     for a, b in zip(knn_resumed.bank(), knn_straight.bank(), strict=True):
         assert torch.equal(a, b)
     # And a checkpoint of a resumed run restores the same rows in a fresh trainer.
-    state = resumed[0].state_dict()
+    assert resumed[0].state_dict()["queues"] == {}  # the kNN owns (and saves) "embedding"
+    state = {"queues": {"embedding": knn_resumed.state_dict()["queues"]["embedding"]}}
     fresh = OnlineQueue(key="embedding", queue_length=50)
     fresh.load_state_dict(state)
     toy.trainer(tmp_path / "d", [fresh], max_epochs=0).fit(

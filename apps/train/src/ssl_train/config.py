@@ -61,6 +61,7 @@ class AppConfig:
 
     seed: int = 0
     resume: str | None = None
+    resume_trusted: bool = False
     run_dir: str | None = None
     embedding_dim: Any = None
     progress_bar: str = "rich"
@@ -319,4 +320,5 @@ def resume_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> DictC
         else:
             OmegaConf.update(saved, key, value, force_add=True)
     saved.resume = cfg.resume
+    saved.resume_trusted = bool(cfg.get("resume_trusted", False))
     return saved

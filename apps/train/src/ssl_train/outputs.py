@@ -66,13 +66,12 @@ def export_backbone(module: nn.Module, backbone_cfg: Any, run_dir: Path) -> tupl
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     torch.save(state, path)
     call = _constructor_call(backbone_cfg)
+    load = f"torch.load({str(path)!r}, weights_only=True)"  # plain tensors: never run code
     if call is not None:
         package = call.split(".", 1)[0]
-        line = (
-            f"import torch, {package}; net = {call}; net.load_state_dict(torch.load({str(path)!r}))"
-        )
+        line = f"import torch, {package}; net = {call}; net.load_state_dict({load})"
     else:
-        line = f"import torch; state_dict = torch.load({str(path)!r})  # then net.load_state_dict"
+        line = f"import torch; state_dict = {load}  # then net.load_state_dict"
     (run_dir / "load_backbone.py").write_text(line + "\n")
     return path, line
 

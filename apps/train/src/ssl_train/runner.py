@@ -232,6 +232,7 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from ssl_train import callbacks as app_callbacks
+    from ssl_train.checkpoint_io import trainer_plugins
     from ssl_train.data import DataModule
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -284,12 +285,14 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
     if trainer_cfg.get("deterministic"):
         torch.use_deterministic_algorithms(True, warn_only=True)
 
+    plugins = trainer_plugins(trainer_cfg.pop("plugins", None), bool(cfg.resume_trusted))
     trainer = pl.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
         callbacks=[*user_callbacks, *added, *own],
         logger=_loggers(cfg, run_dir, logger_node),
         enable_checkpointing=True,
+        plugins=plugins,
     )
     parts = {
         "history": history,
@@ -328,15 +331,15 @@ def run(
     rank_zero = _is_rank_zero()
     if rank_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
-        saved = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in ("resume", "fault")])
+        kept = [k for k in cfg.keys() if k not in ("resume", "resume_trusted", "fault")]
+        saved = OmegaConf.masked_copy(cfg, kept)
         OmegaConf.save(saved, run_dir / "config.yaml")
         if choices and not (run_dir / "choices.yaml").exists():
             OmegaConf.save(OmegaConf.create(dict(choices)), run_dir / "choices.yaml")
     datamodule, module, trainer, parts = build(cfg, run_dir)
-    # weights_only=False: the checkpoint holds optimiser/callback states written by this app.
-    trainer.fit(
-        module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=False
-    )
+    # weights_only=True unless resume_trusted: the checkpoint plugin refuses all but plain data
+    fit_kwargs = {"ckpt_path": str(ckpt) if ckpt else None, "weights_only": not cfg.resume_trusted}
+    trainer.fit(module, datamodule=datamodule, **fit_kwargs)
     if not trainer.is_global_zero:
         return None
 

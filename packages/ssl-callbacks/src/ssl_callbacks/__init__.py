@@ -1,7 +1,8 @@
-"""Online evaluation callbacks for SSL: OnlineQueue, OnlineKNN (faiss), OnlineProbe, EMA, RankMe."""
+"""Online evaluation callbacks for SSL: OnlineQueue, OnlineKNN, OnlineProbe, EMA, RankMe."""
 
 from ssl_callbacks._keys import MissingKeyError
-from ssl_callbacks.knn import OnlineKNN, build_index, search, weighted_vote
+from ssl_callbacks.knn import OnlineKNN
+from ssl_callbacks.neighbours import build_index, search, torch_knn, weighted_vote
 from ssl_callbacks.probe import OnlineProbe
 from ssl_callbacks.queue import OnlineQueue, QueueConsumer, QueueSpec
 from ssl_callbacks.rankme import RankMe, rankme
@@ -22,6 +23,7 @@ __all__ = [
     "build_index",
     "rankme",
     "search",
+    "torch_knn",
     "training_progress",
     "weighted_vote",
 ]

@@ -40,6 +40,8 @@ class RingBuffer:
         self._data: torch.Tensor | None = None
         self._ptr = 0  # next row to write
         self._count = 0  # rows filled so far (<= length)
+        self.total = 0  # rows pushed since the contents were last replaced (host counter)
+        self.generation = 0  # bumped whenever the contents are replaced (allocation, load)
 
     def __len__(self) -> int:
         return self._count
@@ -55,6 +57,8 @@ class RingBuffer:
         self._data = torch.zeros((self.length, *self.row_shape), dtype=dtype, device=device)
         self._ptr = 0
         self._count = 0
+        self.total = 0
+        self.generation += 1
 
     def to(self, device: torch.device | str) -> RingBuffer:
         """Move the storage to ``device`` (no-op before allocation)."""
@@ -89,6 +93,7 @@ class RingBuffer:
             self._data = self._data.to(rows.device)
         rows = rows.to(self._data.dtype)
         b = rows.shape[0]
+        self.total += b
         if b >= self.length:
             self._data.copy_(rows[b - self.length :])
             self._ptr, self._count = 0, self.length
@@ -104,19 +109,18 @@ class RingBuffer:
         self._count = min(self.length, self._count + b)
 
     def get(self, last: int | None = None) -> torch.Tensor:
-        """Return the stored rows, oldest first, optionally only the ``last`` newest ones."""
+        """Return the stored rows, oldest first, optionally only the ``last`` newest ones.
+
+        A view of the storage when the rows are contiguous in it, else one copy of those rows.
+        """
         if self._data is None:
             shape = (0, *(self.row_shape if self.row_shape is not None else (0,)))
             return torch.empty(shape, dtype=self.dtype or torch.float32)
-        if self._count < self.length:
-            rows = self._data[: self._count]
-        elif self._ptr == 0:
-            rows = self._data
-        else:
-            rows = torch.cat([self._data[self._ptr :], self._data[: self._ptr]])
-        if last is not None and last < rows.shape[0]:
-            rows = rows[rows.shape[0] - last :]
-        return rows
+        n = self._count if last is None else max(0, min(int(last), self._count))
+        start = (self._ptr - n) % self.length if self._count == self.length else self._count - n
+        if start + n <= self.length:
+            return self._data[start : start + n]
+        return torch.cat([self._data[start:], self._data[: start + n - self.length]])
 
     def state(self) -> torch.Tensor:
         """The rows oldest first, on CPU, for a checkpoint."""
@@ -129,7 +133,8 @@ class RingBuffer:
             return
         if self._data is None:
             self._allocate(rows.shape[1:], self.dtype or rows.dtype, device)
-        self._ptr, self._count = 0, 0
+        self._ptr, self._count, self.total = 0, 0, 0
+        self.generation += 1
         self.push(rows)
 
 

@@ -1,156 +1,56 @@
 """k-nearest-neighbour classification of validation embeddings against a bank of training ones.
 
-The search uses faiss: an exact ``IndexFlatIP`` on L2-normalised vectors for cosine similarity or
-an exact ``IndexFlatL2`` for euclidean distance by default, or any faiss ``index_factory``
-description (``"HNSW32"``, ``"IVF1024,Flat"``) for approximate search of banks of millions.
-``benchmarks/knn.py`` measures it against the chunked torch brute force used by solo-learn and
-stable-pretraining.
+The search runs where the bank lives (see :mod:`ssl_callbacks.neighbours`): faiss on CPU, faiss's
+GPU brute force or an exact torch ``topk`` on CUDA, and approximate faiss indexes
+(``"HNSW32"``, ``"IVF1024,Flat"``) for banks of millions. ``benchmarks/knn.py`` measures each
+path against the chunked torch brute force used by solo-learn and stable-pretraining.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import faiss
-import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule, Trainer
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from ssl_callbacks._keys import check_labels, read_key
+from ssl_callbacks._keys import check_labels, label_dtype, read_key
+from ssl_callbacks._mirror import BankMirror
+from ssl_callbacks.neighbours import (
+    BACKENDS,
+    DISTANCES,
+    Backend,
+    Distance,
+    build_index,
+    faiss_knn,
+    fast_bf16,
+    resolve_backend,
+    search,
+    torch_knn,
+    weighted_vote,
+)
 from ssl_callbacks.queue import QueueConsumer, QueueSpec
 
-Distance = Literal["cosine", "euclidean"]
-_DISTANCES = ("cosine", "euclidean")
-
-
-def _as_faiss_array(x: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-
-
-def build_index(
-    bank: torch.Tensor,
-    distance: Distance = "cosine",
-    index: str = "Flat",
-    index_params: str | None = None,
-) -> faiss.Index:
-    """Build a faiss index over ``bank`` (``[n, dim]``).
-
-    Args:
-        bank: The reference embeddings.
-        distance: ``"cosine"`` (inner product of L2-normalised vectors) or ``"euclidean"``.
-        index: A faiss ``index_factory`` description; ``"Flat"`` is exact.
-        index_params: Optional faiss ``ParameterSpace`` string, e.g. ``"nprobe=16"`` or
-            ``"efSearch=128"``.
-
-    Returns:
-        A trained, filled faiss index (the bank is copied into it).
-
-    Raises:
-        ValueError: Unknown distance, bad index description, or too few rows to train it.
-    """
-    if distance not in _DISTANCES:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
-    if bank.dim() != 2 or bank.shape[0] == 0:
-        raise ValueError(
-            f"build_index: bank must be a non-empty [n, dim] tensor, got {list(bank.shape)}."
-        )
-    # Keep faiss's OpenMP pool the size of torch's instead of every core of the machine.
-    faiss.omp_set_num_threads(max(1, torch.get_num_threads()))
-    if distance == "cosine":
-        bank = F.normalize(bank.float(), dim=1)
-    data = _as_faiss_array(bank)
-    metric = faiss.METRIC_INNER_PRODUCT if distance == "cosine" else faiss.METRIC_L2
-    try:
-        idx = faiss.index_factory(data.shape[1], index, metric)
-    except RuntimeError as err:
-        raise ValueError(
-            f"faiss could not build index {index!r} for dim {data.shape[1]}: {err}. Use a faiss "
-            'index_factory string such as "Flat" (exact), "HNSW32" or "IVF1024,Flat".'
-        ) from err
-    if not idx.is_trained:
-        try:
-            idx.train(data)
-        except RuntimeError as err:
-            raise ValueError(
-                f"faiss could not train index {index!r} on {data.shape[0]} rows: {err}. Use fewer "
-                'lists (e.g. "IVF64,Flat"), a longer queue, or the exact "Flat" index.'
-            ) from err
-    if index_params:
-        faiss.ParameterSpace().set_index_parameters(idx, index_params)
-    idx.add(data)
-    return idx
-
-
-def search(
-    index: faiss.Index, queries: torch.Tensor, k: int, distance: Distance = "cosine"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the ``k`` nearest bank rows of each query.
-
-    Returns:
-        ``(scores, ids)``, both ``[B, k]`` on CPU: cosine similarities (``distance="cosine"``) or
-        euclidean distances (not squared), and bank row ids (``-1`` where an approximate index
-        found fewer than ``k``).
-    """
-    if distance == "cosine":
-        queries = F.normalize(queries.float(), dim=1)
-    scores, ids = index.search(_as_faiss_array(queries), k)
-    scores_t, ids_t = torch.from_numpy(scores), torch.from_numpy(ids)
-    if distance == "euclidean":
-        scores_t = scores_t.clamp_min(0).sqrt()
-    return scores_t, ids_t
-
-
-def weighted_vote(
-    scores: torch.Tensor,
-    neighbour_labels: torch.Tensor,
-    num_classes: int,
-    distance: Distance = "cosine",
-    temperature: float = 0.07,
-    valid: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Class scores from neighbours: ``exp(sim / T)`` weights (cosine) or ``1 / d`` (euclidean).
-
-    Args:
-        scores: ``[B, k]`` similarities or distances of the neighbours.
-        neighbour_labels: ``[B, k]`` labels of the neighbours.
-        num_classes: Number of classes C.
-        distance: Which weighting to use.
-        temperature: T of the cosine weighting.
-        valid: Optional ``[B, k]`` mask of neighbours that exist.
-
-    Returns:
-        ``[B, C]`` normalised vote shares (rows sum to 1 when any neighbour is valid).
-    """
-    scores = scores.double()
-    if distance == "cosine":
-        # exp((s - max)/T) is exp(s/T) up to a per-row factor: same shares, no overflow.
-        weights = torch.exp((scores - scores.max(dim=1, keepdim=True).values) / temperature)
-    else:
-        weights = 1.0 / (scores + 1e-8)
-    if valid is not None:
-        weights = weights * valid
-        neighbour_labels = neighbour_labels.masked_fill(~valid, 0)
-    votes = torch.zeros(scores.shape[0], num_classes, dtype=torch.float64, device=scores.device)
-    votes.scatter_add_(1, neighbour_labels.long(), weights)
-    return (votes / votes.sum(dim=1, keepdim=True).clamp_min(1e-300)).float()
+__all__ = ["OnlineKNN", "build_index", "search", "weighted_vote"]
 
 
 class OnlineKNN(QueueConsumer):
     """Weighted kNN accuracy of validation embeddings against a queue of training embeddings.
 
     During training the callback queues ``input`` embeddings and ``target`` labels (gathered
-    across ranks, so every rank holds the same bank). At the start of each validation epoch it
-    builds one faiss index of the bank; each validation batch is classified by weighted voting of
-    its ``k`` neighbours and top-1/top-5 accuracy (torchmetrics ``MulticlassAccuracy``, micro
-    averaged, synced across ranks) is logged as ``val/{name}_top1`` and ``val/{name}_top5``, plus
-    ``val/{name}_{key}`` for every extra metric given. An empty bank warns and skips; a bank with
-    fewer than ``k`` rows (early in training) warns and votes with all its rows. The search runs
-    on CPU (faiss-cpu); queries are moved there and the votes moved back.
+    across ranks, so every rank holds the same bank); its training hook reads nothing back from
+    the device. At the start of each validation epoch its search-ready copy of the bank follows
+    the queue: only the rows queued since the previous validation are prepared (normalised) and
+    written over the oldest. Each validation batch is then searched where the bank lives
+    (``backend``, see :func:`ssl_callbacks.neighbours.resolve_backend`) and classified by weighted
+    voting of its ``k`` neighbours; top-1/top-5 accuracy (torchmetrics ``MulticlassAccuracy``,
+    micro averaged, synced across ranks) is logged as ``val/{name}_top1`` and
+    ``val/{name}_top5``, plus ``val/{name}_{key}`` for every extra metric given. A bank with
+    fewer than ``k`` rows (early in training) warns and votes with all its rows.
 
     Args:
         name: Used in logged names and the checkpoint ``state_key``.
@@ -164,8 +64,11 @@ class OnlineKNN(QueueConsumer):
             (pass it when known).
         metrics: Extra torchmetrics fed ``([B, C] vote shares, labels)``, by name.
         index: faiss ``index_factory`` description; ``"Flat"`` is exact, ``"HNSW32"`` or
-            ``"IVF4096,Flat"`` are approximate options for banks of millions.
+            ``"IVF4096,Flat"`` are approximate options (faiss on CPU, built once per validation
+            epoch) for banks of millions.
         index_params: faiss ``ParameterSpace`` string for the index, e.g. ``"nprobe=32"``.
+        backend: ``"auto"`` (default), ``"faiss"`` or ``"torch"``; every exact path finds the
+            same neighbours (ties aside).
 
     Example:
         >>> knn = OnlineKNN("knn", input="embedding", target="label", queue_length=20000, k=20)
@@ -184,11 +87,19 @@ class OnlineKNN(QueueConsumer):
         metrics: Mapping[str, Metric] | None = None,
         index: str = "Flat",
         index_params: str | None = None,
+        backend: Backend = "auto",
     ) -> None:
         super().__init__()
         who = f"OnlineKNN({name!r})"
-        if distance not in _DISTANCES:
-            raise ValueError(f"{who}: distance must be one of {_DISTANCES}, got {distance!r}.")
+        if distance not in DISTANCES:
+            raise ValueError(f"{who}: distance must be one of {DISTANCES}, got {distance!r}.")
+        if backend not in BACKENDS:
+            raise ValueError(f"{who}: backend must be one of {BACKENDS}, got {backend!r}.")
+        if backend == "torch" and index != "Flat":
+            raise ValueError(
+                f'{who}: backend="torch" searches exactly; index={index!r} needs '
+                'backend="faiss" or "auto" (or index="Flat").'
+            )
         if int(queue_length) < 1:
             raise ValueError(f"{who}: queue_length must be >= 1, got {queue_length}.")
         if not 1 <= int(k) <= int(queue_length):
@@ -213,8 +124,13 @@ class OnlineKNN(QueueConsumer):
         self.extra_metrics = dict(metrics or {})
         self.index = index
         self.index_params = index_params
+        self.backend = backend
+        self.path: str | None = None  # the resolved search path of the current epoch
+        self._mirror = BankMirror(self.queue_length, distance)
         self._faiss_index: faiss.Index | None = None
-        self._bank_labels: torch.Tensor | None = None
+        self._gpu_resources: Any = None
+        self._ready = False
+        self._screen_stats: dict[str, int] = {}
         self._classes = 0
         self._metrics: dict[str, Metric] = {}
 
@@ -250,22 +166,71 @@ class OnlineKNN(QueueConsumer):
             )
         return x
 
-    def predict(self, queries: torch.Tensor) -> torch.Tensor:
-        """Vote shares ``[B, C]`` of ``queries`` against the index built for this epoch."""
-        if self._faiss_index is None or self._bank_labels is None:
-            raise RuntimeError(f"{self._describe()}: no index; it is built at validation start.")
-        bank_dim = self._faiss_index.d
-        if queries.shape[1] != bank_dim:
+    def _check_bank(self, feats: torch.Tensor, labels: torch.Tensor) -> int:
+        """Validate the bank once per epoch (reads it back: validation time); return C."""
+        if not bool(torch.isfinite(feats).all()):
             raise ValueError(
-                f"{self._describe()}: validation embeddings have dim {queries.shape[1]} but the "
-                f"bank holds dim {bank_dim}; use the same {self.input!r} features in both stages."
+                f"{self._describe()}: the bank of training {self.input!r} embeddings holds NaN or "
+                "Inf; the model's training diverged (lower the learning rate, clip gradients, "
+                "use bf16 instead of fp16) or the data holds NaN."
             )
-        k = min(self.k, self._faiss_index.ntotal)
-        scores, ids = search(self._faiss_index, queries, k, self.distance)
+        labels = check_labels(labels, self._describe() + " bank", self.num_classes)
+        return self.num_classes or int(labels.max()) + 1
+
+    def _prepare(self, device: torch.device) -> None:
+        """Sync the mirror with the queues and set up the epoch's search path."""
+        self.path = resolve_backend(self.backend, device, self.index)  # type: ignore[arg-type]
+        where = torch.device("cpu") if self.path == "faiss-cpu" else device
+        screen = self.path == "torch" and self.distance == "cosine" and fast_bf16(where)
+        feats_q = self._buffer(self.input)
+        labels_q = self._buffer(self.target)
+        self._mirror.sync(feats_q, labels_q, where, screen)
+        self._screen_stats = {"screened": 0, "redone": 0}
+        self._faiss_index = None
+        if self.index != "Flat":
+            rows = self._mirror.rows
+            self._faiss_index = build_index(rows, self.distance, self.index, self.index_params)
+        if self.path == "faiss-gpu" and self._gpu_resources is None:
+            self._gpu_resources = faiss.StandardGpuResources()
+
+    def predict(self, queries: torch.Tensor) -> torch.Tensor:
+        """Vote shares ``[B, C]`` of ``queries`` against this epoch's bank."""
+        if not self._ready:
+            raise RuntimeError(f"{self._describe()}: no bank; it is prepared at validation start.")
+        rows, bank_labels = self._mirror.rows, self._mirror.labels
+        if queries.shape[1] != rows.shape[1]:
+            raise ValueError(
+                f"{self._describe()}: validation embeddings {self.input!r} have dim "
+                f"{queries.shape[1]} but the bank holds dim {rows.shape[1]}; use the same "
+                f"{self.input!r} features in training and validation (one projector output)."
+            )
+        k = min(self.k, rows.shape[0])
+        if self._faiss_index is not None:
+            scores, ids = search(self._faiss_index, queries, k, self.distance)
+        elif self.path == "torch":
+            # Screening pays only when its bound settles most queries (not on near-duplicates).
+            screened, redone = self._screen_stats["screened"], self._screen_stats["redone"]
+            screen = self._mirror.screen if redone <= 0.25 * screened else None
+            scores, ids = torch_knn(
+                rows,
+                queries,
+                k,
+                self.distance,
+                screen,
+                _max_matrix(rows.device),
+                self._screen_stats,
+            )
+        else:
+            scores, ids = faiss_knn(rows, queries, k, self.distance, self._gpu_resources)
+        ids = ids.to(bank_labels.device)
         valid = ids >= 0
-        neighbour_labels = self._bank_labels[ids.clamp_min(0)]
         votes = weighted_vote(
-            scores, neighbour_labels, self._classes, self.distance, self.temperature, valid
+            scores.to(ids.device),
+            bank_labels[ids.clamp_min(0)],
+            self._classes,
+            self.distance,
+            self.temperature,
+            valid,
         )
         return votes.to(queries.device)
 
@@ -273,37 +238,34 @@ class OnlineKNN(QueueConsumer):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Check the dtypes, then queue embeddings and labels (if this callback owns them)."""
+        """Check shapes and dtypes (metadata only), then queue embeddings and labels."""
         self._check_embedding(read_key(outputs, batch, self.input, self._describe()))
-        labels = read_key(outputs, batch, self.target, self._describe())
-        if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
-            check_labels(labels, self._describe())  # raises the dtype error
+        label_dtype(read_key(outputs, batch, self.target, self._describe()), self._describe())
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Build the faiss index of the bank once for the epoch."""
-        self._faiss_index, self._bank_labels = None, None
+        """Check the bank and bring its search-ready copy up to date, once for the epoch."""
+        self._ready = False
         feats, labels = self.bank()
         if feats.shape[0] == 0:
             if trainer.sanity_checking:  # nothing trained yet: expected, stay quiet
                 return
-            warnings.warn(
-                f"{self._describe()}: the bank is empty (no training batch queued yet); kNN "
-                "evaluation is skipped this epoch.",
-                stacklevel=2,
+            raise RuntimeError(
+                f"{self._describe()}: the bank is empty at validation: no training batch has been "
+                "queued and no checkpoint restored it (e.g. trainer.validate() on a fresh "
+                "model). Validate after training, pass ckpt_path= of a checkpoint saved with "
+                "this callback, or leave OnlineKNN out of evaluation-only runs."
             )
-            return
-        labels = check_labels(labels.cpu(), self._describe(), self.num_classes)
+        classes = self._check_bank(feats, labels)
         if feats.shape[0] < self.k:
             warnings.warn(
                 f"{self._describe()}: the bank holds {feats.shape[0]} rows < k={self.k}; voting "
                 "with all of them until it fills.",
                 stacklevel=2,
             )
-        classes = self.num_classes or int(labels.max()) + 1
-        self._faiss_index = build_index(feats, self.distance, self.index, self.index_params)
-        self._bank_labels = labels
-        if classes != self._classes or not self._metrics:
+        self._prepare(pl_module.device)
+        self._ready = True
+        if max(classes, 2) != self._classes or not self._metrics:
             self._classes = max(classes, 2)
             self._metrics = {
                 "top1": MulticlassAccuracy(self._classes, top_k=1, average="micro"),
@@ -326,7 +288,7 @@ class OnlineKNN(QueueConsumer):
         dataloader_idx: int = 0,
     ) -> None:
         """Classify the batch and update the metrics."""
-        if self._faiss_index is None:
+        if not self._ready:
             return
         queries = self._check_embedding(read_key(outputs, batch, self.input, self._describe()))
         labels = check_labels(
@@ -334,17 +296,27 @@ class OnlineKNN(QueueConsumer):
             self._describe(),
             self._classes,
         )
+        if not bool(torch.isfinite(queries).all()):
+            raise ValueError(
+                f"{self._describe()}: validation embeddings {self.input!r} hold NaN or Inf; "
+                "check the model (did training diverge?) or the validation data."
+            )
         votes = self.predict(queries.detach())
         for metric in self._metrics.values():
             metric.update(votes.to(metric.device), labels.to(metric.device))
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Log the synced metrics and free the index."""
-        if self._faiss_index is None:
+        """Log the synced metrics."""
+        if not self._ready:
             return
         for key, metric in self._metrics.items():
             value = metric.compute()
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 pl_module.log(f"val/{self.name}_{key}", value.float(), sync_dist=False)
             metric.reset()
-        self._faiss_index, self._bank_labels = None, None
+        self._faiss_index, self._ready = None, False
+
+
+def _max_matrix(device: torch.device) -> int:
+    """Elements of one similarity block: small on CPU (cache, memory), large on GPUs."""
+    return 2**28 if device.type == "cuda" else 2**24

@@ -12,7 +12,8 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from ssl_callbacks._keys import check_labels, read_key
+from ssl_callbacks._dist import average_gradients, broadcast_module
+from ssl_callbacks._keys import DeferredChecks, check_labels, label_dtype, read_key
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -41,6 +42,16 @@ class OnlineProbe(Callback):
 
     Precision: the probe always runs in float32 with autocast disabled, whatever the trainer's
     precision (features are cast with ``.float()``), so mixed precision never affects it.
+
+    DDP: every rank starts from rank 0's probe and, before each probe step, the gradients are
+    averaged over ranks weighted by their rows, i.e. the gradient of the loss on the global batch
+    (``loss`` must be a mean over rows, as the default). All ranks then hold the same probe, so
+    the checkpoint's single copy (rank 0's) is every rank's and validation metrics (synced by
+    torchmetrics) score one probe.
+
+    Bad input: labels outside ``[0, num_classes)`` and NaN/Inf features of training batches are
+    recorded on the device and raise at the next validation or epoch end (no device sync per
+    training batch); validation batches are checked at once.
 
     Since it only reads the step's outputs, its result does not depend on where it sits in the
     callback list.
@@ -99,6 +110,7 @@ class OnlineProbe(Callback):
         self.scheduler: Any = None
         self._pending: dict[str, Any] | None = None
         self._val_updates = 0
+        self._checks = DeferredChecks()
 
     @property
     def state_key(self) -> str:
@@ -130,15 +142,18 @@ class OnlineProbe(Callback):
         self._ensure_ready(pl_module.device)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Follow the module to its final device."""
+        """Follow the module to its final device; under DDP start every rank from rank 0's probe."""
         self._ensure_ready(pl_module.device)
+        broadcast_module(self.probe, trainer)
 
     def _inputs(self, outputs: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and flat int64 labels, checked from metadata only (no device sync)."""
         x = read_key(outputs, batch, self.input, self._describe())
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{self._describe()}: {self.input!r} must be a tensor.")
-        y = read_key(outputs, batch, self.target, self._describe())
-        y = check_labels(y, self._describe(), self.num_classes)
+            raise TypeError(
+                f"{self._describe()}: {self.input!r} must be a tensor, got {type(x).__name__}."
+            )
+        y = label_dtype(read_key(outputs, batch, self.target, self._describe()), self._describe())
         if x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"{self._describe()}: {self.input!r} has {x.shape[0]} rows but {self.target!r} "
@@ -146,21 +161,31 @@ class OnlineProbe(Callback):
             )
         return x.detach().float(), y
 
+    def _verify(self) -> None:
+        self._checks.verify(self._describe(), self.num_classes, self.input)
+
     # ------------------------------------------------------------------ train
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        """One optimiser step of the probe on this batch's detached features."""
+        """One optimiser step of the probe on this batch's detached features (global batch in DDP).
+
+        Label range and finiteness are checked on the device and read at the next validation or
+        epoch end; until then out-of-range labels are clamped so a GPU never hits a device assert.
+        """
         self._ensure_ready(pl_module.device)
         assert self.optimizer is not None
         x, y = self._inputs(outputs, batch)
         x, y = x.to(pl_module.device), y.to(pl_module.device)
+        self._checks.update_labels(y)
+        self._checks.update_features(x)
         self.probe.train()
         autocast_off = torch.autocast(device_type=x.device.type, enabled=False)
         with torch.enable_grad(), autocast_off:
-            loss = self.loss_fn(self.probe(x), y)
+            loss = self.loss_fn(self.probe(x), y.clamp(0, self.num_classes - 1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+        average_gradients(self.probe.parameters(), y.shape[0], trainer)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -168,9 +193,14 @@ class OnlineProbe(Callback):
             f"train/{self.name}_loss", loss.detach(), on_step=True, on_epoch=True, batch_size=len(y)
         )
 
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Raise if a training batch of the epoch had a bad label or a NaN/Inf feature."""
+        self._verify()
+
     # ------------------------------------------------------------------ val
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Reset the metrics."""
+        """Check the training batches seen so far, then reset the metrics."""
+        self._verify()
         self._ensure_ready(pl_module.device)
         self._val_updates = 0
         for metric in self.metrics.values():
@@ -187,6 +217,12 @@ class OnlineProbe(Callback):
     ) -> None:
         """Score the batch with the probe."""
         x, y = self._inputs(outputs, batch)
+        y = check_labels(y, self._describe(), self.num_classes)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(
+                f"{self._describe()}: the validation features {self.input!r} hold NaN or Inf; "
+                "check the model (its training diverged?) or the validation data."
+            )
         self.probe.eval()
         with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
             logits = self.probe(x.to(pl_module.device))

@@ -1,12 +1,14 @@
 """Training-time queues of step outputs, shared between the callbacks of one trainer.
 
 Sharing rule: every callback that needs a queue (:class:`OnlineQueue`, ``OnlineKNN``,
-``RankMe``) is a :class:`QueueConsumer` declaring :class:`QueueSpec` requests. At ``setup`` each
-consumer looks at ``trainer.callbacks``: the **first consumer of a key in the callback list owns**
-that key's ring buffer, sized to the largest ``queue_length`` requested for the key; the other
-consumers reference the owner's buffer and read only their own newest ``queue_length`` rows. Only
-the owner pushes (once per training batch) and only the owner saves the rows in its checkpoint
-state. Nothing is stored on classes or modules, so two trainers never share a queue.
+``RankMe``) is a :class:`QueueConsumer` declaring :class:`QueueSpec` requests. At ``setup`` the
+consumers of one key in ``trainer.callbacks`` share one ring buffer, sized to the largest
+``queue_length`` requested; each reads only its own newest ``queue_length`` rows. The buffer is
+owned by the consumer with the smallest ``state_key`` (not the first in the list), so any order of
+the callback list gives the same owner: the owner pushes once per training batch and saves the
+rows in its checkpoint state. On load, the rows saved by any consumer of the key are restored into
+the shared buffer (the longest copy wins), so adding or reordering consumers keeps them. Nothing
+is stored on classes or modules, so two trainers never share a queue.
 
 Consumers of one key must agree on ``dim`` and ``dtype`` (``None`` agrees with anything); a
 disagreement raises at ``setup``. A shared queue gathers rows from all ranks if **any** of its
@@ -57,14 +59,34 @@ def _agree(key: str, field: str, values: list[Any]) -> Any:
     return next(iter(chosen), None)
 
 
+class _SharedQueue:
+    """One key's ring buffer, shared by the consumers of the key in one trainer."""
+
+    def __init__(self, buffer: RingBuffer, gather: bool) -> None:
+        self.buffer = buffer
+        self.gather = gather
+        self.offers: dict[str, torch.Tensor] = {}  # checkpointed rows, by consumer state_key
+
+    def resolve(self) -> None:
+        """Load the longest checkpointed copy offered (ties: smallest state_key)."""
+        if not self.offers:
+            return
+        who = min(self.offers, key=lambda k: (-self.offers[k].shape[0], k))
+        rows, self.offers = self.offers[who], {}
+        self.buffer.load(rows)
+
+
+def _owner_order(callback: Callback) -> str:
+    return f"{callback.state_key}|{type(callback).__qualname__}"
+
+
 class QueueConsumer(Callback):
     """Base of callbacks that read training-time queues; see the module docstring for sharing."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._buffers: dict[str, RingBuffer] = {}
+        self._shared: dict[str, _SharedQueue] = {}
         self._owned: set[str] = set()
-        self._gather: dict[str, bool] = {}
         self._linked_to: weakref.ref[Trainer] | None = None
         self._pending_rows: dict[str, torch.Tensor] = {}
 
@@ -79,7 +101,7 @@ class QueueConsumer(Callback):
     def _link_queues(self, trainer: Trainer) -> None:
         if self._linked_to is not None and self._linked_to() is trainer:
             return
-        self._buffers, self._owned, self._gather = {}, set(), {}
+        self._shared, self._owned = {}, set()
         self._linked_to = weakref.ref(trainer)
         for spec in self.queue_specs():
             consumers = [
@@ -87,55 +109,58 @@ class QueueConsumer(Callback):
                 for cb in trainer.callbacks
                 if isinstance(cb, QueueConsumer)
                 and any(s.key == spec.key for s in cb.queue_specs())
-            ]
-            owner = consumers[0] if consumers else self
+            ] or [self]
+            owner = min(consumers, key=_owner_order)
             if owner is self:
-                specs = [
-                    s for cb in consumers or [self] for s in cb.queue_specs() if s.key == spec.key
-                ]
-                users = ", ".join(cb._describe() for cb in consumers or [self])
-                self._buffers[spec.key] = RingBuffer(
+                specs = [s for cb in consumers for s in cb.queue_specs() if s.key == spec.key]
+                users = ", ".join(sorted(cb._describe() for cb in consumers))
+                buffer = RingBuffer(
                     length=max(s.length for s in specs),
                     row_shape=_agree(spec.key, "dim", [s.row_shape for s in specs]),
                     dtype=_agree(spec.key, "dtype", [s.dtype for s in specs]),
                     name=f"queue {spec.key!r} (used by {users})",
                 )
-                self._gather[spec.key] = any(s.gather for s in specs)
+                self._shared[spec.key] = _SharedQueue(buffer, any(s.gather for s in specs))
                 self._owned.add(spec.key)
             else:
                 owner._link_queues(trainer)
-                self._buffers[spec.key] = owner._buffers[spec.key]
-        self._apply_pending()
+                self._shared[spec.key] = owner._shared[spec.key]
+        self._offer_pending()
 
-    def _apply_pending(self) -> None:
+    def _offer_pending(self) -> None:
         for key, rows in self._pending_rows.items():
-            if key in self._owned:
-                self._buffers[key].load(rows)
+            if key in self._shared:
+                self._shared[key].offers[self.state_key] = rows
             else:
                 warnings.warn(
                     f"{self._describe()}: the checkpoint holds queue {key!r} but this callback "
-                    "does not own that queue in the current callback list; its rows are dropped.",
+                    "no longer reads that key; its rows are dropped.",
                     stacklevel=2,
                 )
         self._pending_rows = {}
 
-    def _queue(self, key: str, last: int | None = None) -> torch.Tensor:
-        if key not in self._buffers:
+    def _buffer(self, key: str) -> RingBuffer:
+        if key not in self._shared:
             raise RuntimeError(
                 f"{self._describe()}: queue {key!r} is not set up yet; it is created when the "
                 "callback is attached to a Trainer (setup)."
             )
-        return self._buffers[key].get(last)
+        shared = self._shared[key]
+        shared.resolve()
+        return shared.buffer
+
+    def _queue(self, key: str, last: int | None = None) -> torch.Tensor:
+        return self._buffer(key).get(last)
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Link this callback's queues to their owners in ``trainer.callbacks``."""
+        """Link this callback's queues to the shared buffers of ``trainer.callbacks``."""
         self._link_queues(trainer)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Move owned queues to the module's device."""
-        for key in self._owned:
-            self._buffers[key].to(pl_module.device)
+        """Restore checkpointed rows and move owned queues to the module's device."""
+        for key in sorted(self._owned):
+            self._buffer(key).to(pl_module.device)
 
     def on_train_batch_end(
         self,
@@ -154,20 +179,22 @@ class QueueConsumer(Callback):
                     f"{type(rows).__name__}."
                 )
             rows = rows.detach()
-            if self._gather[key]:
+            if self._shared[key].gather:
                 rows = gather_rows(rows, trainer)
-            self._buffers[key].push(rows)
+            self._buffer(key).push(rows)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Rows of the queues this callback owns (oldest first, CPU)."""
-        return {"queues": {key: self._buffers[key].state() for key in sorted(self._owned)}}
+        if self._linked_to is None:
+            return {"queues": dict(self._pending_rows)}
+        return {"queues": {key: self._buffer(key).state() for key in sorted(self._owned)}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore owned queues exactly (applied at once if linked, else at ``setup``)."""
+        """Offer the saved rows to the shared queues (restored at first use, in any order)."""
         self._pending_rows = dict(state_dict.get("queues", {}))
         if self._linked_to is not None:
-            self._apply_pending()
+            self._offer_pending()
 
 
 class OnlineQueue(QueueConsumer):

@@ -90,4 +90,10 @@ class RankMe(QueueConsumer):
                 f"{self._describe()}: no training embeddings queued yet; skipped.", stacklevel=2
             )
             return
+        if not bool(torch.isfinite(feats).all()):  # one read per validation, not per batch
+            raise ValueError(
+                f"{self._describe()}: the queued training embeddings {self.input!r} hold NaN or "
+                "Inf; training diverged (lower the learning rate, clip gradients, use bf16 "
+                "instead of fp16) or the data holds NaN."
+            )
         pl_module.log(f"val/{self.name}", rankme(feats), sync_dist=False)

@@ -152,6 +152,7 @@ def _model(
     data: str | None,
     overrides: Sequence[str],
     seed: int,
+    trusted: bool = False,
 ) -> tuple[nn.Module | None, dict[str, Any], DictConfig | None]:
     """Return ``(model or None for pixels, description, run config)``."""
     if backbone not in BACKBONE_KINDS:
@@ -169,7 +170,12 @@ def _model(
                 "(ssl-eval outputs/<date>/<time>), or a baseline: backbone=pixels, or "
                 "backbone=random arch=small_resnet."
             )
-        net, src = load_backbone(source, config)
+        if arch is not None:  # the architecture by name: no config.yaml of the source is read
+            node = _arch_node(arch, data or DEFAULT_DATA, overrides)
+            net, src = load_backbone(source, config, arch=node, trusted=trusted)
+            info.update(weights=str(src.path), run_dir=str(src.run_dir), arch=node, arch_group=arch)
+            return net, info, None
+        net, src = load_backbone(source, config, trusted=trusted)
         info.update(weights=str(src.path), run_dir=str(src.run_dir), arch=backbone_node(src.config))
         return net, info, src.config
     # random initialisation
@@ -208,6 +214,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     output: str | Path | None = None,
+    trust_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a backbone's frozen features: weighted kNN and a linear probe, test top-1/top-5.
 
@@ -221,8 +228,9 @@ def evaluate(
         backbone: ``"trained"`` (the weights of ``source``), ``"pixels"`` (flattened normalised
             images, no model) or ``"random"`` (a seeded random initialisation of the run's
             architecture, or of ``arch``).
-        arch: A ``backbone`` config group (``small_resnet``, ``resnet18``, ``torchvision``) for
-            ``backbone="random"`` without a run; ``backbone.*`` overrides apply to it.
+        arch: A ``backbone`` config group (``small_resnet``, ``resnet18``, ``torchvision``): the
+            architecture of the trained weights (then no ``config.yaml`` of the source is read),
+            or of ``backbone="random"`` without a run; ``backbone.*`` overrides apply to it.
         config: The run's ``config.yaml`` when ``source`` is a file outside its run directory.
         data: A ``data`` config group; default: the run's dataset, else
             :data:`DEFAULT_DATA` (the embedded Fashion-MNIST subset).
@@ -238,13 +246,16 @@ def evaluate(
         seed: Seed of the random initialisation and of the probe.
         progress: Show progress bars.
         output: Also write the result as JSON to this path.
+        trust_checkpoint: Load the weights file with full unpickling (``weights_only=False``,
+            which can run code in the file); by default anything but plain data is refused.
 
     Returns:
         A JSON-ready dict: ``metrics`` (flat: ``knn20_top1``, ``linear_top1``, ... as fractions
         in ``[0, 1]``), ``knn`` (per k), ``linear``, sizes, settings and ``seconds``.
 
     Raises:
-        EvaluationError: Bad source, backbone kind, config group or override.
+        EvaluationError: Bad source, backbone kind, config group or override, or a weights
+            file that holds objects other than plain data (unless ``trust_checkpoint``).
         ssl_data.DatasetUnavailableError: The dataset is missing (its message names the fix).
 
     Example:
@@ -254,7 +265,9 @@ def evaluate(
     """
     start = time.perf_counter()
     ks = sorted({int(k) for k in ks})
-    model, info, run_config = _model(source, backbone, arch, config, data, overrides, seed)
+    model, info, run_config = _model(
+        source, backbone, arch, config, data, overrides, seed, trust_checkpoint
+    )
     dataset = load_data(data, overrides, run_config)
     dev = resolve_device(device)
     common = dict(

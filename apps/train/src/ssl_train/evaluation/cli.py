@@ -4,6 +4,7 @@ Examples:
     ssl-eval outputs/2025-01-01/12-00-00                      # the run's dataset
     ssl-eval outputs/.../checkpoints/last.ckpt data=fashion_mnist
     ssl-eval path/backbone.pt config=path/config.yaml
+    ssl-eval someone/backbone.pt arch=small_resnet            # reads no config.yaml
     ssl-eval backbone=pixels data=fashion_mnist               # raw-pixel baseline
     ssl-eval outputs/... backbone=random                      # the run's architecture, random init
     ssl-eval backbone=random arch=resnet18 data=cifar10 data.root=~/data
@@ -20,15 +21,21 @@ from typing import Any
 __all__ = ["USAGE", "main", "parse_args", "print_table"]
 
 USAGE = """\
-usage: ssl-eval [SOURCE] [key=value ...]
+usage: ssl-eval [SOURCE] [key=value ...] [--trust-checkpoint]
 
 SOURCE (or source=PATH): a run directory written by ssl-train, a .ckpt, or a backbone.pt.
+Weights are loaded with torch.load(weights_only=True): a file holding other objects is refused.
+A run's config.yaml is code (its _target_ entries are called): for files from others, give arch=.
+
+  --trust-checkpoint   load the weights with full unpickling (can run code in the file; only
+                       for files whose origin you trust)
 
 keys:
   backbone=trained|pixels|random  what to evaluate (default: trained; pixels and random are
                                   baselines; random copies the run's architecture, or arch=)
-  arch=NAME            architecture for backbone=random without a run: small_resnet |
-                       small_resnet_wide | small_resnet_wide_2x2 | resnet18 | torchvision
+  arch=NAME            architecture of the weights (no config.yaml is read) or of
+                       backbone=random without a run: small_resnet | small_resnet_wide |
+                       small_resnet_wide_2x2 | resnet18 | torchvision
   config=PATH          the run's config.yaml, for a backbone.pt / .ckpt outside its run dir
   data=NAME            fashion_mnist_embedded | fashion_mnist | cifar10 | cifar100 | stl10 |
                        imagefolder (default: the run's dataset, else fashion_mnist_embedded)
@@ -105,6 +112,9 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     probe: dict[str, Any] = {}
     overrides: list[str] = []
     for arg in argv:
+        if arg == "--trust-checkpoint":
+            kwargs["trust_checkpoint"] = True
+            continue
         if "=" not in arg:
             if "source" in kwargs:
                 raise ValueError(

@@ -3,6 +3,10 @@
 A run directory written by ``ssl-train`` holds ``config.yaml`` (the resolved config, which names
 the backbone's architecture), ``backbone.pt`` (the exported ``state_dict``; for teacher/student
 methods the EMA teacher) and ``checkpoints/*.ckpt`` (Lightning checkpoints of the whole module).
+
+Weights are read with ``torch.load(weights_only=True)`` (:mod:`ssl_train.checkpoint_io`), but a
+run's ``config.yaml`` is code: its ``_target_`` entries are imported and called to rebuild the
+backbone. With an explicit architecture (``arch=``) no ``config.yaml`` is read at all.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+from ssl_train.checkpoint_io import UnsafeCheckpointError, load_checkpoint
 
 __all__ = [
     "EvaluationError",
@@ -66,7 +72,9 @@ def _is_checkpoint(path: Path) -> bool:
     return path.suffix == ".ckpt"
 
 
-def resolve_source(source: str | Path, config: str | Path | None = None) -> Source:
+def resolve_source(
+    source: str | Path, config: str | Path | None = None, *, read_config: bool = True
+) -> Source:
     """Find the weights file and the run configuration of ``source``.
 
     Args:
@@ -74,6 +82,8 @@ def resolve_source(source: str | Path, config: str | Path | None = None) -> Sour
             Lightning ``.ckpt`` file, or an exported ``backbone.pt``.
         config: The run's ``config.yaml``, needed when ``source`` is a file outside its run
             directory; default: the ``config.yaml`` of the run directory the file belongs to.
+        read_config: Look for and read the run's ``config.yaml``; ``False`` when the caller
+            gives the architecture (the source's ``config`` is then ``None``).
 
     Returns:
         The resolved :class:`Source`.
@@ -94,7 +104,7 @@ def resolve_source(source: str | Path, config: str | Path | None = None) -> Sour
         weights = path / "backbone.pt"
         if not weights.is_file():
             weights = path / "checkpoints" / "last.ckpt"
-        if not weights.is_file() or not (path / "config.yaml").is_file():
+        if not weights.is_file() or (read_config and not (path / "config.yaml").is_file()):
             raise EvaluationError(
                 f"{path} is not a run directory: it needs config.yaml and backbone.pt or "
                 "checkpoints/last.ckpt (what ssl-train writes); pass the run directory itself, a "
@@ -103,14 +113,17 @@ def resolve_source(source: str | Path, config: str | Path | None = None) -> Sour
     else:
         weights = path
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    kind = "checkpoint" if _is_checkpoint(weights) else "state_dict"
+    if not read_config:
+        return Source(weights.resolve(), kind, run_dir.resolve(), None)
     config_path = Path(config).expanduser() if config is not None else run_dir / "config.yaml"
     if config is None and not config_path.is_file():
         raise EvaluationError(
             f"no config.yaml next to {weights} (looked in {run_dir}); the architecture cannot be "
-            "rebuilt. Pass config=<run dir>/config.yaml of the run that trained it."
+            "rebuilt. Pass arch=<backbone group> (e.g. arch=small_resnet) or "
+            "config=<run dir>/config.yaml of the run that trained it."
         )
     cfg = _load_config(config_path)
-    kind = "checkpoint" if _is_checkpoint(weights) else "state_dict"
     return Source(weights.resolve(), kind, run_dir.resolve(), cfg)
 
 
@@ -160,19 +173,29 @@ def build_backbone(node: dict[str, Any]) -> nn.Module:
     return net.eval()
 
 
-def backbone_state_dict(source: Source) -> dict[str, torch.Tensor]:
-    """Read the backbone's ``state_dict`` from ``source``.
+def _read(path: Path, trusted: bool) -> Any:
+    try:
+        return load_checkpoint(path, trusted=trusted, opt_in="ssl-eval --trust-checkpoint")
+    except UnsafeCheckpointError as err:
+        raise EvaluationError(str(err)) from None
+
+
+def backbone_state_dict(source: Source, *, trusted: bool = False) -> dict[str, torch.Tensor]:
+    """Read the backbone's ``state_dict`` from ``source`` with ``weights_only=True``.
 
     A Lightning checkpoint gives its ``backbone.*`` weights; when the backbone is a
     ``TeacherStudentWrapper`` (BYOL) the EMA teacher's, as in the run's exported ``backbone.pt``.
 
+    Args:
+        source: The resolved source.
+        trusted: Unpickle the file fully (``ssl-eval --trust-checkpoint``); logged.
+
     Raises:
-        EvaluationError: The file holds no backbone weights.
+        EvaluationError: The file holds no backbone weights, or objects other than plain data
+            (not trusted).
     """
     if source.kind == "checkpoint":
-        # Checkpoints written by ssl-train also hold optimiser and callback states (Python
-        # objects), so weights_only=True cannot read them: load only checkpoints you trust.
-        ckpt = torch.load(source.path, map_location="cpu", weights_only=False)
+        ckpt = _read(source.path, trusted)
         state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
         if not isinstance(state, dict):
             raise EvaluationError(
@@ -187,7 +210,7 @@ def backbone_state_dict(source: Source) -> dict[str, torch.Tensor]:
             f"{source.path} has no backbone.* weights (the module needs a submodule named "
             "'backbone'); pass the run's backbone.pt instead."
         )
-    state = torch.load(source.path, map_location="cpu", weights_only=True)
+    state = _read(source.path, trusted)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EvaluationError(
             f"{source.path} is not a state_dict of tensors; pass a backbone.pt written by "
@@ -196,12 +219,20 @@ def backbone_state_dict(source: Source) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_backbone(source: str | Path, config: str | Path | None = None) -> tuple[nn.Module, Source]:
+def load_backbone(
+    source: str | Path,
+    config: str | Path | None = None,
+    *,
+    arch: dict[str, Any] | None = None,
+    trusted: bool = False,
+) -> tuple[nn.Module, Source]:
     """Rebuild a trained backbone from a run directory, a ``.ckpt`` or a ``backbone.pt``.
 
     Args:
         source: See :func:`resolve_source`.
         config: The run's ``config.yaml`` when ``source`` is a file outside its run directory.
+        arch: The backbone's ``_target_`` node; when given, no ``config.yaml`` is read.
+        trusted: Unpickle the weights file fully (see :func:`backbone_state_dict`).
 
     Returns:
         ``(backbone in eval mode, resolved source)``.
@@ -209,16 +240,21 @@ def load_backbone(source: str | Path, config: str | Path | None = None) -> tuple
     Example:
         >>> net, src = load_backbone("outputs/2025-01-01/12-00-00")  # doctest: +SKIP
     """
-    resolved = resolve_source(source, config)
-    assert resolved.config is not None
-    net = build_backbone(backbone_node(resolved.config))
-    state = backbone_state_dict(resolved)
+    if arch is not None and config is not None:
+        raise EvaluationError(
+            "pass either arch= (the architecture by name) or config= (a run's config.yaml), "
+            "not both."
+        )
+    resolved = resolve_source(source, config, read_config=arch is None)
+    node = arch if arch is not None else backbone_node(resolved.config)  # type: ignore[arg-type]
+    state = backbone_state_dict(resolved, trusted=trusted)  # before building: refuse early
+    net = build_backbone(node)
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
         raise EvaluationError(
-            f"the weights in {resolved.path} do not fit the architecture of the config "
-            f"({backbone_node(resolved.config)['_target_']}): {err}. Pass config=<the "
-            "config.yaml of the run that wrote them>."
+            f"the weights in {resolved.path} do not fit the architecture "
+            f"({node['_target_']}): {err}. Pass the matching arch= or config=<the config.yaml of "
+            "the run that wrote them>."
         ) from None
     return net.eval(), resolved
