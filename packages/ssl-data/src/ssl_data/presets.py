@@ -30,6 +30,7 @@ __all__ = [
     "TorchvisionViews",
     "blur_kernel_size",
     "byol_views",
+    "crop_views",
     "eval_transform",
     "simclr_pipeline",
     "simclr_views",
@@ -185,6 +186,31 @@ def vicreg_views(
 ) -> MultiViewAugment:
     """VICReg (Bardes et al., 2022): the BYOL recipe (the paper uses BYOL's augmentations)."""
     return byol_views(image_size, mean, std, scale=scale, blur=blur, seed=seed, fused=fused)
+
+
+def crop_views(
+    image_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    scale: tuple[float, float] = (0.2, 1.0),
+    hflip_p: float = 0.5,
+    n_views: int = 1,
+    seed: int = 0,
+) -> MultiViewAugment:
+    """Random resized crop and flip only, then normalise (MAE, I-JEPA: no photometric ops).
+
+    MAE crops with ``scale=(0.2, 1.0)``, I-JEPA with ``(0.3, 1.0)``; neither uses colour jitter.
+
+    Example:
+        >>> aug = crop_views(28, mean=(0.5,), std=(0.5,))
+        >>> aug({"image": torch.zeros(4, 1, 28, 28, dtype=torch.uint8)})["image"].shape
+        torch.Size([4, 1, 28, 28])
+    """
+    if n_views < 1:
+        raise ValueError(f"n_views must be >= 1, got {n_views}.")
+    size = _check_size(image_size)
+    pipe = Compose([RandomResizedCrop(size, scale=scale, hflip_p=hflip_p), Normalize(mean, std)])
+    return MultiViewAugment((pipe, n_views), seed=seed)
 
 
 def eval_transform(

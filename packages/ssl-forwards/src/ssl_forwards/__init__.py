@@ -1,6 +1,7 @@
 """Ready SSL forward functions.
 
-SimCLR, NNCLR, BYOL, VICReg, Barlow Twins, DINO, MoCo v3, SwAV, SimSiam and supervised.
+SimCLR, NNCLR, BYOL, VICReg, Barlow Twins, DINO, MoCo v3, SwAV, SimSiam, MAE, I-JEPA, iBOT and
+supervised.
 
 Each forward is a plain function ``f(self, batch, stage) -> dict`` that ``ssl_core.Module`` binds;
 see each function's docstring for the module attributes it reads.
@@ -14,6 +15,9 @@ Example:
 from ssl_forwards.barlow_twins import barlow_twins_forward
 from ssl_forwards.byol import byol_forward
 from ssl_forwards.dino import dino_forward
+from ssl_forwards.ibot import ibot_forward
+from ssl_forwards.ijepa import ijepa_forward
+from ssl_forwards.mae import mae_forward
 from ssl_forwards.mocov3 import mocov3_forward
 from ssl_forwards.nnclr import SUPPORT_SET_KEY, nearest_neighbours, nnclr_forward
 from ssl_forwards.simclr import simclr_forward
@@ -30,6 +34,9 @@ __all__ = [
     "barlow_twins_forward",
     "byol_forward",
     "dino_forward",
+    "ibot_forward",
+    "ijepa_forward",
+    "mae_forward",
     "mocov3_forward",
     "nearest_neighbours",
     "nnclr_forward",
