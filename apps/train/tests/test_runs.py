@@ -3,6 +3,7 @@ SIGKILL + resume, and a 2-process CPU DDP run."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -211,3 +212,33 @@ def test_cli_run_dir_override_is_where_the_run_is_written(tmp_path: Path) -> Non
     for name in ("config.yaml", "summary.json", "backbone.pt", "checkpoints/last.ckpt"):
         assert (target / name).is_file(), name
     assert not (tmp_path / "hydra" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_default_console_prints_each_line_once(tmp_path: Path) -> None:
+    """A default ``ssl-train`` (rich bar, summary table) prints no line twice and no notices."""
+    args = [
+        "trainer.max_epochs=1",
+        "trainer.log_every_n_steps=1",
+        "checkpoint.every_n_steps=2",  # saves mid-epoch and at the epoch end
+        "data.train.limit=64",
+        "data.val.limit=32",
+        "data.train.batch_size=16",
+        "callbacks.knn.queue_length=64",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.run(_cli() + args, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    # a message printed by two handlers differs only by a level prefix: compare without it
+    lines = [re.sub(r"^(INFO|WARNING): ", "", line.rstrip()) for line in console.splitlines()]
+    lines = [line for line in lines if line.strip()]
+    repeated = sorted({line for line in lines if lines.count(line) > 1})
+    assert not repeated, repeated
+    for notice in ("weights_only", "litlogger", "on_after_batch_transfer", "LeafSpec"):
+        assert notice not in console, notice
+    assert "GPU available" in console and "Total params" in console  # Lightning's lines, once
+    assert "train/loss" in console and "images_per_s" in console and "v_num" not in console
+    assert "images/s (train)" in console  # the summary table
+    log = (tmp_path / "cli.log").read_text()
+    assert "GPU available" in log and "Trainer.fit` stopped" in log  # the full log

@@ -120,16 +120,29 @@ def loggers(cfg: DictConfig, run_dir: Path, extra: Any) -> list[Any]:
     return loggers
 
 
+def _without_version(bar_class: type) -> type:
+    """The bar without Lightning's ``v_num`` (the CSV logger's version: no training signal)."""
+
+    class Bar(bar_class):  # type: ignore[misc, valid-type]
+        def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)
+            return metrics
+
+    Bar.__name__ = bar_class.__name__
+    return Bar
+
+
 def progress_bar(kind: str) -> Any:
     """Lightning's rich or tqdm progress bar, or ``None`` for ``progress_bar=none``."""
     if kind == "rich" and importlib.util.find_spec("rich") is not None:
         from lightning.pytorch.callbacks import RichProgressBar
 
-        return RichProgressBar()
+        return _without_version(RichProgressBar)()
     if kind in ("tqdm", "rich"):
         from lightning.pytorch.callbacks import TQDMProgressBar
 
-        return TQDMProgressBar()
+        return _without_version(TQDMProgressBar)()
     if kind == "none":
         return None
     raise ConfigError(f"progress_bar={kind!r}: use one of rich, tqdm, none.")

@@ -23,6 +23,8 @@ def route_lightning_logs_to_root() -> None:
     """
     if not logging.getLogger().handlers:
         return
+    import lightning  # noqa: F401 - its import adds the handler removed below
+
     for name in _LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
