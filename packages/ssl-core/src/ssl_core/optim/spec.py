@@ -196,9 +196,9 @@ def parameter_groups(
         ``weight_decay=0``.
 
     Example:
-        >>> groups = parameter_groups(torch.nn.Linear(3, 2).named_parameters())
-        >>> [len(g["params"]) for g in groups], groups[1]["weight_decay"]
-        ([1, 1], 0.0)
+        >>> weight, bias = parameter_groups(torch.nn.Linear(3, 2).named_parameters())
+        >>> bias.get("weight_decay"), "weight_decay" in weight
+        (0.0, False)
     """
     trainable = [(n, p) for n, p in named_parameters if p.requires_grad]
     if not exclude_bias_and_norm:
