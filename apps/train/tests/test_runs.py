@@ -242,3 +242,31 @@ def test_default_console_prints_each_line_once(tmp_path: Path) -> None:
     assert "images/s (train)" in console  # the summary table
     log = (tmp_path / "cli.log").read_text()
     assert "GPU available" in log and "Trainer.fit` stopped" in log  # the full log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["nnclr", "byol"])
+def test_permuted_callbacks_give_a_bit_identical_run(
+    method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The method's callbacks (queue, EMA) and the evaluation ones in reverse order: same run."""
+    from ssl_train import runner
+
+    overrides = [f"method={method}", "trainer.max_epochs=2", "trainer.deterministic=true", *TINY]
+    first = run(compose(overrides), run_dir=tmp_path / "forward")
+    original = runner.callback_nodes
+    monkeypatch.setattr(runner, "callback_nodes", lambda cfg: original(cfg)[::-1])
+    second = run(compose(overrides), run_dir=tmp_path / "reversed")
+    assert first is not None and second is not None
+    drop = [k for k in first.metrics if k.startswith("perf/")]  # wall-clock throughput
+    assert {k: v for k, v in first.metrics.items() if k not in drop} == {
+        k: v for k, v in second.metrics.items() if k not in drop
+    }
+    a = torch.load(tmp_path / "forward" / "backbone.pt", weights_only=True)
+    b = torch.load(tmp_path / "reversed" / "backbone.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    states = [
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+        for d in (tmp_path / "forward", tmp_path / "reversed")
+    ]
+    assert sorted(states[0]) == sorted(states[1])  # the same callback states are saved
