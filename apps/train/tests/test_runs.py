@@ -235,7 +235,7 @@ def test_default_console_prints_each_line_once(tmp_path: Path) -> None:
     lines = [line for line in lines if line.strip()]
     repeated = sorted({line for line in lines if lines.count(line) > 1})
     assert not repeated, repeated
-    for notice in ("weights_only", "litlogger", "on_after_batch_transfer", "LeafSpec"):
+    for notice in ("was not set", "litlogger", "on_after_batch_transfer", "LeafSpec"):
         assert notice not in console, notice
     assert "GPU available" in console and "Total params" in console  # Lightning's lines, once
     assert "train/loss" in console and "images_per_s" in console and "v_num" not in console
