@@ -87,26 +87,45 @@ def test_app_overrides_force_add_app_settings_only() -> None:
     ]
 
 
-def test_nnclr_without_a_queue_callback_gets_one(tmp_path: Path) -> None:
-    from ssl_callbacks import OnlineQueue
+def test_nnclr_without_its_queue_names_the_config_line(tmp_path: Path) -> None:
+    """The app adds no callback by method: a missing queue is an error giving the line to add."""
+    from ssl_train.runner import run
 
-    cfg, run_dir, _ = prepare(
-        compose(["method=nnclr", "callbacks.nnclr_queue=null", *TINY]), run_dir=tmp_path
-    )
-    _, _, trainer, parts = build(cfg, run_dir)
-    queues = [c for c in trainer.callbacks if isinstance(c, OnlineQueue)]
-    assert parts["added"] == ["OnlineQueue"]
-    assert len(queues) == 1 and queues[0].key == "nnclr_support_set"
-    assert queues[0].queue_length == 8192 and queues[0].dim == 128
+    overrides = ["method=nnclr", "callbacks.nnclr_queue=null", "trainer.max_steps=1", *TINY]
+    with pytest.raises(ConfigError) as err:
+        run(compose(overrides), run_dir=tmp_path)
+    message = str(err.value)
+    assert "'nnclr_support_set'" in message
+    assert "callbacks:\n  nnclr_support_set: {_target_: ssl_callbacks.OnlineQueue, key: " in message
 
 
-def test_teacher_student_callback_is_added_for_wrappers(tmp_path: Path) -> None:
+def test_teacher_student_wrapper_without_its_callback_names_the_config_line(
+    tmp_path: Path,
+) -> None:
     from ssl_callbacks import TeacherStudentCallback
 
     cfg, run_dir, _ = prepare(compose(["method=byol", *TINY]), run_dir=tmp_path)
-    _, _, trainer, parts = build(cfg, run_dir)
-    assert parts["added"] == ["TeacherStudentCallback"]
+    _, _, trainer, _ = build(cfg, run_dir)
     assert sum(isinstance(c, TeacherStudentCallback) for c in trainer.callbacks) == 1
+
+    cfg, run_dir, _ = prepare(
+        compose(["method=byol", "callbacks.teacher_ema=null", *TINY]), run_dir=tmp_path
+    )
+    with pytest.raises(ConfigError) as err:
+        build(cfg, run_dir)
+    assert "TeacherStudentWrapper" in str(err.value)
+    assert "callbacks:\n  teacher_ema: {_target_: ssl_callbacks.TeacherStudentCallback}" in str(
+        err.value
+    )
+
+
+def test_the_runner_names_no_method() -> None:
+    """Method-specific wiring lives in the method configs, never in the app's code."""
+    source = Path(__file__).resolve().parents[1] / "src" / "ssl_train"
+    for file in ("runner.py", "assembly.py", "callbacks.py"):
+        code = (source / file).read_text().lower()
+        for name in ("ssl_forwards", "nnclr", "byol", "_auto_callbacks"):
+            assert name not in code, (file, name)
 
 
 def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:

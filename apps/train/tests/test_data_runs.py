@@ -13,6 +13,8 @@ import pytest
 import torch
 from torchvision.io import encode_jpeg, write_file, write_png
 
+from ssl_train.runner import SIGKILL_ENV
+
 
 def _cli() -> list[str]:
     script = shutil.which("ssl-train") or str(Path(sys.executable).with_name("ssl-train"))
@@ -113,14 +115,14 @@ def test_sigkill_mid_epoch_with_workers_then_resume_matches(tmp_path: Path) -> N
     )
     assert ok.returncode == 0, ok.stderr[-3000:]
     proc = subprocess.run(
-        [*_cli(), *common, "fault.sigkill_at_step=7", f"hydra.run.dir={killed}"],
+        [*_cli(), *common, f"hydra.run.dir={killed}"],
         capture_output=True,
         text=True,
-        env=_env(),
+        env={**_env(), SIGKILL_ENV: "7"},
         timeout=300,
     )
     assert proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), proc.stderr[-3000:]
-    ckpt = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 6
     resumed = subprocess.run(
         [*_cli(), f"resume={killed}", "progress_bar=none", "summary=false"],

@@ -1,5 +1,7 @@
 import math
 import re
+import sys
+import types
 
 import lightning as L
 import pytest
@@ -79,10 +81,17 @@ def test_forward_is_bound_and_callable_with_stage():
     torch.testing.assert_close(out["embedding"], m.backbone(batch["image"]))
 
 
-def test_forward_from_dotted_string():
+def test_forward_from_dotted_string(monkeypatch):
+    # an importable module holding the forward (this test file's own __name__ may not be one)
+    holder = types.ModuleType("ssl_core_test_forwards")
+    holder.regression_forward = regression_forward
+    monkeypatch.setitem(sys.modules, holder.__name__, holder)
     m = Module(
-        forward=f"{__name__}.regression_forward", backbone=nn.Linear(6, 4), head=nn.Linear(4, 3)
+        forward="ssl_core_test_forwards.regression_forward",
+        backbone=nn.Linear(6, 4),
+        head=nn.Linear(4, 3),
     )
+    assert m._forward_fn is regression_forward
     out = m({"image": torch.randn(2, 6), "label": torch.zeros(2, dtype=torch.long)}, "train")
     assert out["loss"].ndim == 0
 

@@ -8,10 +8,9 @@ from torch import nn
 from ssl_core.optim import (
     LARS,
     LinearWarmupCosineAnnealingLR,
-    MultiOptimizer,
-    assign_parameters,
     build_optimizers,
     optimizer_names,
+    parameter_groups,
     parse_optim,
     scheduler_names,
 )
@@ -131,6 +130,7 @@ def build(optim, total_steps=100, total_epochs=5, module=None):
 def test_default_is_adamw_with_cosine_over_all_steps():
     (b,) = build(None, total_steps=37)
     assert type(b.optimizer) is torch.optim.AdamW and b.spec.interval == "step"
+    assert b.optimizer.defaults["lr"] == 1e-3 and b.optimizer.defaults["weight_decay"] == 0.01
     assert (
         type(b.scheduler) is torch.optim.lr_scheduler.CosineAnnealingLR and b.scheduler.T_max == 37
     )
@@ -140,30 +140,11 @@ def test_false_means_no_optimizer():
     assert parse_optim(False) == []
 
 
-@pytest.mark.parametrize(
-    "optim",
-    [
-        "SGD",
-        "sgd",
-        torch.optim.SGD,
-        functools.partial(torch.optim.SGD, lr=0.3),
-        {"type": "SGD", "lr": 0.3},
-        {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.3},
-        {"optimizer": {"type": "torch.optim.SGD", "lr": 0.3}},
-    ],
-)
-def test_optimizer_forms(optim):
-    (b,) = build(optim)
-    assert type(b.optimizer) is torch.optim.SGD
-    if not isinstance(optim, str) and optim is not torch.optim.SGD:
-        assert b.optimizer.param_groups[0]["lr"] == 0.3
-
-
-def test_hydra_dictconfig_node():
+def test_the_form_every_method_config_uses():
     omegaconf = pytest.importorskip("omegaconf")
     cfg = omegaconf.OmegaConf.create(
         {
-            "optimizer": {"_target_": "ssl_core.optim.LARS", "lr": 0.4, "weight_decay": 1e-5},
+            "optimizer": {"type": "LARS", "lr": 0.4, "weight_decay": 1e-5},
             "scheduler": {"type": "LinearWarmupCosineAnnealingLR", "warmup_steps": 0.1},
             "interval": "step",
         }
@@ -173,30 +154,54 @@ def test_hydra_dictconfig_node():
     assert b.scheduler.warmup_steps == 5 and b.scheduler.max_steps == 50
 
 
+def test_a_callable_factory_is_the_hydra_partial_form():
+    """A Hydra node with _partial_: true is instantiated into a partial; that is the factory."""
+    hydra_utils = pytest.importorskip("hydra.utils")
+    node = {
+        "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.3},
+        "scheduler": {
+            "_target_": "ssl_core.optim.LinearWarmupCosineAnnealingLR",
+            "_partial_": True,
+            "warmup_steps": 2,
+        },
+        "interval": "epoch",
+    }
+    (b,) = build(hydra_utils.instantiate(node), total_steps=100, total_epochs=7)
+    assert type(b.optimizer) is torch.optim.SGD and b.optimizer.defaults["lr"] == 0.3
+    assert b.scheduler.warmup_steps == 2 and b.scheduler.max_steps == 7  # epochs: the interval
+    (b,) = build({"optimizer": functools.partial(torch.optim.Adam, lr=0.01), "scheduler": None})
+    assert type(b.optimizer) is torch.optim.Adam and b.scheduler is None
+
+
+def test_an_uninstantiated_hydra_node_says_how_to_build_it():
+    with pytest.raises(TypeError, match=r"uninstantiated Hydra node.*hydra.utils.instantiate"):
+        parse_optim({"optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1}})
+
+
+@pytest.mark.parametrize(
+    "optim,match",
+    [
+        ("SGD", r"optim must be None, False or a dict"),
+        ({"optimizer": "SGD"}, r"give \{'type': NAME"),
+        ({"optimizer": {"lr": 0.1}}, r"needs a 'type'"),
+        ({"interval": "batch"}, r"interval must be 'step' or 'epoch'"),
+    ],
+)
+def test_other_forms_are_refused_with_the_one_form(optim, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        parse_optim(optim)
+
+
 def test_epoch_interval_counts_epochs():
-    (b,) = build(
-        {"optimizer": "SGD", "scheduler": "CosineAnnealingLR", "interval": "epoch"}, 100, 7
-    )
+    (b,) = build({"scheduler": {"type": "CosineAnnealingLR"}, "interval": "epoch"}, 100, 7)
     assert b.scheduler.T_max == 7
-
-
-def test_frequency_divides_length():
-    (b,) = build({"optimizer": "SGD", "frequency": 10}, 100, 7)
-    assert b.scheduler.T_max == 10
-
-
-def test_scheduler_none_means_constant():
-    (b,) = build({"optimizer": "SGD", "scheduler": None})
-    assert b.scheduler is None
-    (b,) = build({"optimizer": "SGD", "scheduler": "constant"})
-    assert b.scheduler is None
 
 
 def test_unknown_optimizer_lists_valid_names():
     with pytest.raises(
         ValueError, match=r"Unknown optimizer 'SGDD'. Valid names: .*AdamW.*LARS.*SGD"
     ):
-        parse_optim({"optimizer": "SGDD"})
+        parse_optim({"optimizer": {"type": "SGDD"}})
 
 
 def test_unknown_scheduler_lists_valid_names():
@@ -204,46 +209,21 @@ def test_unknown_scheduler_lists_valid_names():
         ValueError,
         match=r"Unknown scheduler 'Cosine'. Valid names: .*CosineAnnealingLR.*LinearWarmup",
     ):
-        parse_optim({"optimizer": "SGD", "scheduler": "Cosine"})
+        parse_optim({"scheduler": {"type": "Cosine"}})
     assert "LinearWarmupCosineAnnealingLR" in scheduler_names() and "LARS" in optimizer_names()
 
 
 def test_unknown_spec_key_lists_valid_keys():
-    with pytest.raises(ValueError, match="unknown keys \\['lr'\\]; valid keys: optimizer"):
-        parse_optim({"optimizer": "SGD", "lr": 0.1})
-
-
-def test_regex_matching_no_parameters():
-    with pytest.raises(
-        ValueError, match=r"'projector' matches no trainable parameter.*'backbone', 'predictor'"
-    ):
-        build({"a": {"modules": "projector", "optimizer": "SGD"}, "b": {"optimizer": "SGD"}})
+    with pytest.raises(ValueError, match=r"unknown keys \['lr'\]; valid keys: optimizer"):
+        parse_optim({"optimizer": {"type": "SGD"}, "lr": 0.1})
+    for removed in ("modules", "frequency", "monitor"):
+        with pytest.raises(ValueError, match="unknown keys"):
+            parse_optim({removed: 1})
 
 
 def test_unknown_length_asks_for_it():
-    with pytest.raises(ValueError, match=r"cannot infer the scheduler's T_max.*max_epochs"):
-        build({"optimizer": "SGD", "interval": "epoch"}, total_steps=10, total_epochs=None)
-
-
-def test_regex_assignment_first_match_and_catch_all():
-    module = net()
-    specs = parse_optim(
-        [
-            {"modules": "predictor", "optimizer": "SGD"},
-            {"optimizer": "AdamW"},
-            {"modules": "backbone\\.1", "optimizer": "SGD"},
-        ]
-    )
-    groups = assign_parameters(module, specs)
-    names = [sorted(n for n, _ in g) for g in groups]
-    assert names[0] == ["predictor.bias", "predictor.weight"]
-    assert names[2] == ["backbone.1.bias", "backbone.1.weight"]
-    assert names[1] == ["backbone.0.bias", "backbone.0.weight"]
-
-
-def test_unselected_parameters_warn():
-    with pytest.warns(UserWarning, match="selected by no optimiser"):
-        build({"optimizer": "SGD", "modules": "predictor"})
+    with pytest.raises(ValueError, match=r"Cannot infer the scheduler's T_max.*max_epochs"):
+        build({"interval": "epoch"}, total_steps=10, total_epochs=None)
 
 
 def test_frozen_parameters_are_skipped():
@@ -254,36 +234,60 @@ def test_frozen_parameters_are_skipped():
     assert got == {id(p) for p in module["predictor"].parameters()}
 
 
-def test_multi_optimizer_state_dict_round_trip_and_routing():
-    module = net()
-    built = build(
-        {
-            "a": {"modules": "backbone", "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}},
-            "b": {"modules": "predictor", "optimizer": "Adam"},
-        },
-        module=module,
-    )
-    multi = MultiOptimizer([b.optimizer for b in built], names=["a", "b"])
-    assert len(multi.param_groups) == 2
-    module["predictor"](module["backbone"](torch.randn(4, 3))).sum().backward()
-    multi.step()
-    assert len(multi.state) == 6  # 4 momentum buffers + 2 Adam states
-    w = module["predictor"].weight
-    multi.state[w] = {"step": torch.tensor(7.0)}
-    assert built[1].optimizer.state[w]["step"] == 7
-    copy_built = build(
-        {
-            "a": {"modules": "backbone", "optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}},
-            "b": {"modules": "predictor", "optimizer": "Adam"},
-        },
-        module=module,
-    )
-    other = MultiOptimizer([b.optimizer for b in copy_built])
-    other.load_state_dict(multi.state_dict())
-    assert other.optimizers[1].state_dict()["state"][0]["step"] == 7
+# ----------------------------------------------------------------------------- parameter groups
 
 
-def test_multi_optimizer_rejects_shared_parameters():
-    lin = nn.Linear(2, 2)
-    with pytest.raises(ValueError, match="shared by two optimisers"):
-        MultiOptimizer([torch.optim.SGD(lin.parameters()), torch.optim.SGD(lin.parameters())])
+def test_biases_and_norm_weights_get_no_weight_decay_by_default():
+    module = net()  # Linear(3, 4) + BatchNorm1d(4) + Linear(4, 2)
+    (b,) = build({"optimizer": {"type": "AdamW", "weight_decay": 0.5}}, module=module)
+    decay, no_decay = b.optimizer.param_groups
+    one_dim = {id(p) for p in module.parameters() if p.ndim <= 1}
+    assert {id(p) for p in no_decay["params"]} == one_dim and len(one_dim) == 4
+    assert {id(p) for p in decay["params"]} == {id(p) for p in module.parameters() if p.ndim > 1}
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.5
+
+
+def test_weight_decay_step_matches_the_formula():
+    """SGD, zero gradient: decayed weights shrink by (1 - lr * wd), biases and BN stay put."""
+    for exclude in (True, False):
+        module = net()
+        before = {n: p.detach().clone() for n, p in module.named_parameters()}
+        optim = {
+            "optimizer": {"type": "SGD", "lr": 0.5, "weight_decay": 0.2},
+            "scheduler": None,
+            "exclude_bias_and_norm": exclude,
+        }
+        (b,) = build(optim, module=module)
+        for p in module.parameters():
+            p.grad = torch.zeros_like(p)
+        b.optimizer.step()
+        for name, p in module.named_parameters():
+            decayed = p.ndim > 1 or not exclude
+            expected = before[name] * (1 - 0.5 * 0.2) if decayed else before[name]
+            torch.testing.assert_close(p.detach(), expected, msg=name)
+
+
+def test_lars_adapts_biases_only_when_exclusion_is_off():
+    for exclude in (True, False):
+        model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+        ref = [p.detach().clone() for p in model.parameters()]
+        optim = {
+            "optimizer": {"type": "LARS", "lr": 0.5, "momentum": 0.9, "weight_decay": 0.1},
+            "scheduler": None,
+            "exclude_bias_and_norm": exclude,
+        }
+        (b,) = build(optim, module=model)
+        model(torch.randn(8, 3)).pow(2).sum().backward()
+        grads = {id(p): p.grad.clone() for p in model.parameters()}
+        b.optimizer.step()
+        for p, r in zip(model.parameters(), ref, strict=True):
+            want, _ = lars_reference(
+                r, grads[id(p)], 0.5, 0.9, 0.1, 0.001, None, exclude=exclude and r.ndim <= 1
+            )
+            torch.testing.assert_close(p.detach(), want)
+
+
+def test_parameter_groups_without_exclusion_is_one_group():
+    lin = nn.Linear(3, 2)
+    assert [len(g["params"]) for g in parameter_groups(lin.named_parameters(), False)] == [2]
+    assert parameter_groups(nn.Linear(3, 2).requires_grad_(False).named_parameters()) == []

@@ -1,16 +1,11 @@
-import copy
-import math
-
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ssl_core import Module
 from ssl_core.backbone import SmallResNet
-from ssl_core.optim import MultiOptimizer
 
 
 class Regression(Dataset):
@@ -157,73 +152,3 @@ def test_compile_modules_matches_eager_and_keeps_state_dict_keys():
 def test_compile_modules_must_name_submodules():
     with pytest.raises(ValueError, match=r"not submodules.*'backbone', 'head'"):
         make(None, compile_modules=["encoder"])
-
-
-# ----------------------------------------------------------------------------- several optimisers
-
-
-class LRs(Callback):
-    def __init__(self):
-        self.rows = []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        opt = trainer.optimizers[0]
-        self.rows.append((trainer.global_step, [g["lr"] for g in opt.param_groups]))
-
-
-TWO = {
-    "trunk": {
-        "modules": "backbone",
-        "optimizer": {"type": "SGD", "lr": 0.2},
-        "scheduler": {"type": "LinearWarmupCosineAnnealingLR", "warmup_steps": 2},
-        "interval": "step",
-    },
-    "head": {
-        "modules": "head",
-        "optimizer": {"type": "Adam", "lr": 0.01},
-        "scheduler": {"type": "StepLR", "step_size": 1, "gamma": 0.5},
-        "interval": "epoch",
-    },
-}
-
-
-def test_several_optimisers_step_each_with_its_own_interval():
-    rec = LRs()
-    m = fit(make(TWO), batch_size=4, n=12, max_epochs=2, callbacks=[rec])  # 3 steps per epoch
-    # reference: a plain loop with the same optimisers and schedules
-    ref = make(None)
-    sgd = torch.optim.SGD(ref.backbone.parameters(), lr=0.2)
-    adam = torch.optim.Adam(ref.head.parameters(), lr=0.01)
-    s1 = torch.optim.lr_scheduler.LambdaLR(
-        sgd, lambda t: t / 2 if t < 2 else (1 + math.cos(math.pi * (t - 2) / (6 - 2))) / 2
-    )
-    s2 = torch.optim.lr_scheduler.StepLR(adam, step_size=1, gamma=0.5)
-    expected_lrs = []
-    for _epoch in range(2):
-        for batch in DataLoader(Regression(12), batch_size=4):
-            expected_lrs.append([sgd.param_groups[0]["lr"], adam.param_groups[0]["lr"]])
-            loss = mse_forward(ref, batch, "train")["loss"]
-            sgd.zero_grad(), adam.zero_grad()
-            loss.backward()
-            sgd.step(), adam.step()
-            s1.step()
-        s2.step()
-    assert [r[0] for r in rec.rows] == [0, 1, 2, 3, 4, 5]  # one global step per batch
-    for (_, got), want in zip(rec.rows, expected_lrs, strict=True):
-        assert got == pytest.approx(want)
-    for a, b in zip(m.parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
-
-
-def test_several_optimisers_with_accumulation_and_clipping():
-    spec = copy.deepcopy(TWO)
-    spec["trunk"]["scheduler"]["warmup_steps"] = 1
-    m = make(spec)
-    before = copy.deepcopy(m)
-    trainer_kwargs = {"max_steps": 2, "accumulate_grad_batches": 2, "gradient_clip_val": 0.5}
-    fit(m, batch_size=4, n=16, **trainer_kwargs)
-    assert m.trainer.global_step == 2
-    assert isinstance(m.trainer.optimizers[0], MultiOptimizer)
-    assert not torch.equal(m.backbone.weight, before.backbone.weight)
-    assert not torch.equal(m.head.weight, before.head.weight)
-    assert m.trainer.optimizers[0].state_dict()["names"] == ["trunk", "head"]

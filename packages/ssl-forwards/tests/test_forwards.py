@@ -219,8 +219,11 @@ def test_supervised_logits_and_cross_entropy(flat_batch) -> None:
     # cross-entropy written out: mean over rows of logsumexp(logits) - logit of the label
     expected = (logits.logsumexp(1) - logits.gather(1, batch["label"][:, None])[:, 0]).mean()
     torch.testing.assert_close(out["loss"], expected)
+    # the loss is computed whenever labels are present, so validation logs val/loss
     for stage in ["val", "test", "predict"]:
-        assert set(module(batch, stage)) == {"embedding", "logits", "label"}
+        evaluated = module(batch, stage)
+        assert set(evaluated) == {"embedding", "logits", "label", "loss"}
+        torch.testing.assert_close(evaluated["loss"], expected)
 
 
 def test_supervised_custom_loss_and_missing_label(flat_batch) -> None:
@@ -235,7 +238,8 @@ def test_supervised_custom_loss_and_missing_label(flat_batch) -> None:
     smoothed = nn.functional.cross_entropy(logits, batch["label"], label_smoothing=0.5)
     torch.testing.assert_close(module(batch, "train")["loss"], smoothed)
     del batch["label"]
-    assert set(module(batch, "predict")) == {"embedding", "logits"}
+    for stage in ["val", "test", "predict"]:
+        assert set(module(batch, stage)) == {"embedding", "logits"}
     with pytest.raises(KeyError, match=r"needs batch\['label'\] in training"):
         module(batch, "train")
 

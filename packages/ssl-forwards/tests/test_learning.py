@@ -65,7 +65,7 @@ def build(method: str) -> tuple[ssl_core.Module, list]:
     torch.manual_seed(0)
     backbone = MLP(SIGNAL + NUISANCE, [64], FEAT)
     projector = MLP(FEAT, [64], PROJ)
-    optim = {"optimizer": {"type": "Adam", "lr": 5e-3}, "scheduler": "none"}
+    optim = {"optimizer": {"type": "Adam", "lr": 5e-3}, "scheduler": None}
     parts: dict = {"backbone": backbone, "projector": projector, "optim": optim}
     callbacks: list = []
     if method == "simclr":

@@ -74,7 +74,7 @@ def knn_accuracy(embedding: torch.Tensor, label: torch.Tensor, k: int = 5) -> fl
 def build(method: str) -> tuple[ssl_core.Module, list[pl.Callback]]:
     torch.manual_seed(0)
     backbone = MLP(SIGNAL + NUISANCE, [64], FEAT)
-    optim = {"optimizer": {"type": "Adam", "lr": 5e-3}, "scheduler": "none"}
+    optim = {"optimizer": {"type": "Adam", "lr": 5e-3}, "scheduler": None}
     parts: dict = {"optim": optim}
     callbacks: list[pl.Callback] = []
     if method == "dino":

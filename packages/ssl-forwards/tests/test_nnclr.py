@@ -60,7 +60,7 @@ def nnclr_module(support_set_size: int = 64, **hparams) -> ssl_core.Module:
         projector=nn.Sequential(nn.ReLU(), nn.Linear(FEAT, PROJ)),
         predictor=nn.Linear(PROJ, PROJ),
         nnclr_loss=ssl_losses.NTXEntLoss(temperature=0.5),
-        optim={"optimizer": {"type": "SGD", "lr": 0.0}, "scheduler": "none"},
+        optim={"optimizer": {"type": "SGD", "lr": 0.0}, "scheduler": None},
     )
 
 

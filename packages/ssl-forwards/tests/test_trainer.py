@@ -82,7 +82,7 @@ def build(method: str) -> tuple[ssl_core.Module, list[pl.Callback]]:
 
 
 EXTRA_TRAIN_KEYS = {"nnclr": {SUPPORT_SET_KEY}, "supervised": {"logits"}}
-EXTRA_EVAL_KEYS = {"supervised": {"logits"}}
+EXTRA_EVAL_KEYS = {"supervised": {"logits", "loss"}}  # supervised: a loss wherever labels are
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_fit_validate_test_predict_output_keys(method, flat_batch, make_trainer,
     assert recorder.keys["train"] == {"embedding", "loss", "label"} | extra_train
     assert recorder.keys["val"] == {"embedding", "label"} | extra_eval
     assert recorder.keys["test"] == {"embedding", "label"} | extra_eval
-    assert recorder.keys["predict"] == {"embedding"} | extra_eval
+    assert recorder.keys["predict"] == {"embedding"} | (extra_eval - {"loss"})  # unlabelled
     assert [p["embedding"].shape for p in predictions] == [(8, FEAT), (8, FEAT)]
 
 

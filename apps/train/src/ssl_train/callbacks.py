@@ -1,4 +1,4 @@
-"""The app's own Lightning callbacks: resumable state, checkpoints, throughput, history."""
+"""The app's own Lightning callbacks: resumable state, last checkpoint, throughput, history."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class RNGStateCallback(pl.Callback):
@@ -59,20 +59,27 @@ class RNGStateCallback(pl.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
-class LastCheckpoint(Checkpoint):
-    """Write ``last.ckpt`` every ``every_n_steps`` optimiser steps and at every epoch end.
+class LastCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` keeping one ``last.ckpt``: every N steps and at epoch ends.
 
-    Lightning writes checkpoints through an fsspec transaction (a temporary file renamed into
-    place), so a process killed while saving leaves the previous ``last.ckpt`` intact.
+    The built-in's step and epoch triggers are mutually exclusive and its ``save_last`` only
+    follows a top-k save, so this subclass adds the save at every epoch end (after validation)
+    and skips the step save on an epoch's last batch, which that epoch-end save replaces.
 
     Args:
-        path: Where to write the checkpoint.
+        dirpath: The checkpoint directory (``last.ckpt`` is written there).
         every_n_steps: Step interval (``None`` or 0: only at epoch ends).
     """
 
-    def __init__(self, path: str | Path, every_n_steps: int | None = None) -> None:
-        self.path = Path(path)
-        self.every_n_steps = every_n_steps or 0
+    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            save_last=True,
+            save_top_k=0,
+            every_n_train_steps=every_n_steps or 0,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
 
     def on_train_batch_end(
         self,
@@ -82,18 +89,22 @@ class LastCheckpoint(Checkpoint):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Save every ``every_n_steps`` steps (not on the last batch: the epoch end saves)."""
-        step = trainer.global_step
-        if self.every_n_steps and step % self.every_n_steps == 0 and not trainer.is_last_batch:
-            trainer.save_checkpoint(self.path)
+        """Save every ``every_n_steps`` steps, except on an epoch's last batch."""
+        if not trainer.is_last_batch:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Save at the end of every epoch (after validation)."""
-        trainer.save_checkpoint(self.path)
+        """Save ``last.ckpt`` at the end of every epoch (after validation)."""
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class ThroughputMonitor(pl.Callback):
     """Measure training throughput in source images per second (views not counted twice).
+
+    Lightning's ``ThroughputMonitor`` counts rows (every view), logs a windowed rate to the
+    loggers only and synchronises CUDA each step; this one shows images/s in the progress bar
+    and reports the run's mean for the summary.
 
     Logs ``perf/images_per_s`` to the progress bar every step; :attr:`images_per_s` is the
     average over all timed steps (the first step of each fit, which includes warm-up, is left
@@ -191,9 +202,10 @@ class MetricsHistory(pl.Callback):
 
 
 class SigkillAtStep(pl.Callback):
-    """Fault injection: kill this process with SIGKILL right after optimiser step ``step``.
+    """Test hook: kill this process with SIGKILL right after optimiser step ``step``.
 
-    Used to test crash recovery (``fault.sigkill_at_step=N``); nothing is flushed or saved.
+    Crash-recovery tests set the environment variable ``SSL_TRAIN_TEST_SIGKILL_AT_STEP=N``
+    (not a config key, so it is never saved with a run); nothing is flushed or saved.
 
     Args:
         step: The global step after which to die.

@@ -35,8 +35,10 @@ def _task(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from ssl_train.config import ConfigError
+    from ssl_train.console import route_lightning_logs_to_root
     from ssl_train.runner import run
 
+    route_lightning_logs_to_root()
     hydra_cfg = HydraConfig.get()
     choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
     try:

@@ -49,13 +49,6 @@ class LoggersConfig:
 
 
 @dataclass
-class FaultConfig:
-    """Fault injection for crash-recovery tests."""
-
-    sigkill_at_step: int | None = None
-
-
-@dataclass
 class AppConfig:
     """The app's settings; object sections (``module`` ...) are checked against their targets."""
 
@@ -70,7 +63,6 @@ class AppConfig:
     summary: bool = True
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     loggers: LoggersConfig = field(default_factory=LoggersConfig)
-    fault: FaultConfig = field(default_factory=FaultConfig)
     data: Any = None
     backbone: Any = None
     module: Any = None
@@ -122,15 +114,17 @@ def apply_schema(cfg: DictConfig) -> DictConfig:
 
 def locate(path: str, where: str) -> Any:
     """Import the object at dotted ``path`` or raise a :class:`ConfigError` naming ``where``."""
-    from hydra._internal.utils import _locate
+    import pkgutil
+
+    from hydra.utils import get_object
 
     try:
-        return _locate(path)
+        return get_object(path)
     except Exception as err:
         module_path, _, name = path.rpartition(".")
         hint = ""
         try:
-            parent = _locate(module_path) if module_path else None
+            parent = pkgutil.resolve_name(module_path) if module_path else None
         except Exception:
             parent = None
         if parent is not None:

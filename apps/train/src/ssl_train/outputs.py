@@ -125,7 +125,8 @@ def merge_csv_versions(csv_dir: Path, out: Path) -> Path | None:
     """Merge ``csv_dir/version_*/metrics.csv`` (one per start of a resumed run) into ``out``.
 
     Rows of a later version replace those of earlier versions from its first step on (steps a
-    killed run logged after its last checkpoint were trained again after the resume).
+    killed run logged after its last checkpoint were trained again after the resume). Lightning's
+    ``CSVLogger`` writes each process start to its own version and has no such merge.
 
     Returns:
         ``out``, or ``None`` when there is nothing to merge.

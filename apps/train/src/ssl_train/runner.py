@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,8 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from ssl_train import console
+from ssl_train.assembly import (
+    callback_nodes,
+    check_required_callbacks,
+    instantiate,
+    loggers,
+    missing_queue_error,
+    progress_bar,
+)
 from ssl_train.config import (
     ConfigError,
     apply_schema,
@@ -20,8 +29,10 @@ from ssl_train.config import (
     resume_config,
     trainer_kwargs_check,
 )
+from ssl_train.names import translate_config
 
-NNCLR_QUEUE_KEY = "nnclr_support_set"
+# Test hook (crash-recovery tests): SIGKILL the process right after this optimiser step.
+SIGKILL_ENV = "SSL_TRAIN_TEST_SIGKILL_AT_STEP"
 
 
 @dataclass
@@ -35,7 +46,6 @@ class RunResult:
         wall_s: Wall time of the whole run, seconds.
         paths: Output files by name (``last_ckpt``, ``best_ckpt``, ``backbone``, ``metrics_csv``).
         history: Scalar metrics per epoch.
-        added_callbacks: Callbacks the app added on its own (e.g. NNCLR's queue).
     """
 
     run_dir: Path
@@ -44,26 +54,12 @@ class RunResult:
     wall_s: float
     paths: dict[str, Path | None] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
-    added_callbacks: list[str] = field(default_factory=list)
 
 
 def _is_rank_zero() -> bool:
     from lightning.pytorch.utilities import rank_zero_only
 
     return getattr(rank_zero_only, "rank", 0) == 0
-
-
-def _instantiate(node: Any, path: str) -> Any:
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(node, _convert_="all")
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        if isinstance(cause, ConfigError | ImportError | OSError | RuntimeError | LookupError):
-            raise cause from None
-        raise ConfigError(f"{path}: {err}") from None
 
 
 def fill_embedding_dim(cfg: DictConfig) -> None:
@@ -81,7 +77,7 @@ def fill_embedding_dim(cfg: DictConfig) -> None:
     if "weights" in probe_node:
         probe_node["weights"] = None
     with torch.device("meta"):
-        net = _instantiate(probe_node, "backbone")
+        net = instantiate(probe_node, "backbone")
     dim = getattr(net, "out_features", None)
     if not isinstance(dim, int):
         raise ConfigError(
@@ -89,98 +85,6 @@ def fill_embedding_dim(cfg: DictConfig) -> None:
             "to the width of its output features."
         )
     cfg.embedding_dim = dim
-
-
-def _callback_nodes(cfg: DictConfig) -> list[tuple[str, Any]]:
-    nodes: list[tuple[str, Any]] = []
-    for section, container in (
-        ("callbacks", cfg.get("callbacks")),
-        ("trainer.callbacks", (cfg.get("trainer") or {}).get("callbacks")),
-    ):
-        if container is None:
-            continue
-        if isinstance(container, DictConfig):
-            nodes += [(f"{section}.{k}", v) for k, v in container.items() if v is not None]
-        elif isinstance(container, ListConfig):
-            nodes += [(f"{section}[{i}]", v) for i, v in enumerate(container) if v is not None]
-        else:
-            raise ConfigError(f"{section} must be a list or a dict of callback configs.")
-    return nodes
-
-
-def _auto_callbacks(module: Any, callbacks: list[Any], forward: Any) -> list[Any]:
-    """Callbacks a method needs but the config left out: NNCLR's queue, the EMA teacher update."""
-    import ssl_callbacks
-    import ssl_forwards
-    from ssl_core import QueueProvider, TeacherStudentWrapper
-
-    added: list[Any] = []
-    if forward is ssl_forwards.nnclr_forward and not any(
-        isinstance(c, QueueProvider) and c.provides_queue(NNCLR_QUEUE_KEY) for c in callbacks
-    ):
-        hparams = getattr(module, "hparams", {}) or {}
-        dim = hparams.get("projection_dim") or getattr(
-            getattr(module, "projector", None), "out_features", None
-        )
-        if dim is None:
-            raise ConfigError(
-                "NNCLR needs a queue of projections: set module.hparams.projection_dim (the "
-                "projector's output width) or add ssl_callbacks.OnlineQueue(key="
-                f"'{NNCLR_QUEUE_KEY}', queue_length=..., dim=...) to callbacks."
-            )
-        length = int(hparams.get("support_set_size", 16384))
-        added.append(ssl_callbacks.OnlineQueue(key=NNCLR_QUEUE_KEY, queue_length=length, dim=dim))
-    has_wrapper = any(isinstance(m, TeacherStudentWrapper) for m in module.modules())
-    if has_wrapper and not any(
-        isinstance(c, ssl_callbacks.TeacherStudentCallback) for c in callbacks
-    ):
-        added.append(ssl_callbacks.TeacherStudentCallback())
-    return added
-
-
-def _loggers(cfg: DictConfig, run_dir: Path, extra: Any) -> list[Any]:
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
-
-    # One CSV version per (re)start: csv/version_N/metrics.csv; run_dir/metrics.csv merges them.
-    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv")]
-    if cfg.loggers.tensorboard:
-        if not (
-            importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
-        ):
-            raise ConfigError(
-                "loggers.tensorboard=true needs TensorBoard: "
-                "uv pip install 'ssl-train[tensorboard]'."
-            )
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
-    if cfg.loggers.wandb:
-        if importlib.util.find_spec("wandb") is None:
-            raise ConfigError("loggers.wandb=true needs wandb: uv pip install 'ssl-train[wandb]'.")
-        loggers.append(
-            WandbLogger(
-                project=cfg.loggers.wandb_project,
-                save_dir=str(run_dir),
-                offline=cfg.loggers.wandb_offline,
-            )
-        )
-    if extra not in (None, False, True):
-        items = extra if isinstance(extra, ListConfig) else [extra]
-        for i, node in enumerate(items):
-            loggers.append(_instantiate(node, f"trainer.logger[{i}]"))
-    return loggers
-
-
-def _progress_bar(kind: str) -> Any:
-    if kind == "rich" and importlib.util.find_spec("rich") is not None:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        return RichProgressBar()
-    if kind in ("tqdm", "rich"):
-        from lightning.pytorch.callbacks import TQDMProgressBar
-
-        return TQDMProgressBar()
-    if kind == "none":
-        return None
-    raise ConfigError(f"progress_bar={kind!r}: use one of rich, tqdm, none.")
 
 
 def prepare(
@@ -205,6 +109,7 @@ def prepare(
         cfg = resume_config(cfg, resumed_dir, list(overrides))
         run_dir = resumed_dir
     cfg = apply_schema(cfg)
+    translate_config(cfg)
     if run_dir is None:
         run_dir = cfg.run_dir or Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
     run_dir = Path(run_dir).resolve()
@@ -214,7 +119,7 @@ def prepare(
     for section in ("data", "module", "backbone"):
         if cfg.get(section) is not None:
             check_targets(cfg._get_node(section), section)
-    for path, node in _callback_nodes(cfg):
+    for path, node in callback_nodes(cfg):
         check_targets(node, path)
     if cfg.get("module") is None or cfg.get("data") is None:
         raise ConfigError(
@@ -236,12 +141,10 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
     from ssl_train.data import DataModule
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    datamodule = _instantiate(cfg.data, "data")
-    module = _instantiate(cfg.module, "module")
-    forward = getattr(module, "_forward_fn", None)
-
-    user_callbacks = [_instantiate(node, path) for path, node in _callback_nodes(cfg)]
-    added = _auto_callbacks(module, user_callbacks, forward)
+    datamodule = instantiate(cfg.data, "data")
+    module = instantiate(cfg.module, "module")
+    user_callbacks = [instantiate(node, path) for path, node in callback_nodes(cfg)]
+    check_required_callbacks(cfg, module, user_callbacks)
 
     ckpt_dir = run_dir / "checkpoints"
     history = app_callbacks.MetricsHistory()
@@ -250,7 +153,7 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
         app_callbacks.RNGStateCallback(),
         throughput,
         history,
-        app_callbacks.LastCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint.every_n_steps),
+        app_callbacks.LastCheckpoint(ckpt_dir, cfg.checkpoint.every_n_steps),
     ]
     best = None
     trainer_cfg = OmegaConf.to_container(cfg.get("trainer") or {}, resolve=True)
@@ -271,9 +174,9 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
             save_on_train_epoch_end=False,
         )
         own.append(best)
-    if cfg.fault.sigkill_at_step is not None:
-        own.append(app_callbacks.SigkillAtStep(cfg.fault.sigkill_at_step))
-    bar = _progress_bar(str(cfg.progress_bar))
+    if os.environ.get(SIGKILL_ENV):
+        own.append(app_callbacks.SigkillAtStep(int(os.environ[SIGKILL_ENV])))
+    bar = progress_bar(str(cfg.progress_bar))
     if bar is not None:
         own.append(bar)
     trainer_cfg.setdefault("enable_progress_bar", bar is not None)
@@ -288,8 +191,8 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
     trainer = pl.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
-        callbacks=[*user_callbacks, *added, *own],
-        logger=_loggers(cfg, run_dir, logger_node),
+        callbacks=[*user_callbacks, *own],
+        logger=loggers(cfg, run_dir, logger_node),
         enable_checkpointing=True,
         plugins=plugins,
     )
@@ -297,7 +200,6 @@ def build(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]
         "history": history,
         "throughput": throughput,
         "best": best,
-        "added": [type(c).__name__ for c in added],
         "ckpt_dir": ckpt_dir,
     }
     return datamodule, module, trainer, parts
@@ -330,15 +232,25 @@ def run(
     rank_zero = _is_rank_zero()
     if rank_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
-        kept = [k for k in cfg.keys() if k not in ("resume", "resume_trusted", "fault")]
+        kept = [k for k in cfg.keys() if k not in ("resume", "resume_trusted")]
         saved = OmegaConf.masked_copy(cfg, kept)
         OmegaConf.save(saved, run_dir / "config.yaml")
         if choices and not (run_dir / "choices.yaml").exists():
             OmegaConf.save(OmegaConf.create(dict(choices)), run_dir / "choices.yaml")
-    datamodule, module, trainer, parts = build(cfg, run_dir)
-    # weights_only=True unless resume_trusted: the checkpoint plugin refuses all but plain data
-    fit_kwargs = {"ckpt_path": str(ckpt) if ckpt else None, "weights_only": not cfg.resume_trusted}
-    trainer.fit(module, datamodule=datamodule, **fit_kwargs)
+    with console.quiet():
+        datamodule, module, trainer, parts = build(cfg, run_dir)
+        # weights_only=True unless resume_trusted: the checkpoint plugin refuses all but plain data
+        fit_kwargs = {
+            "ckpt_path": str(ckpt) if ckpt else None,
+            "weights_only": not cfg.resume_trusted,
+        }
+        try:
+            trainer.fit(module, datamodule=datamodule, **fit_kwargs)
+        except LookupError as err:
+            config_error = missing_queue_error(cfg, err)
+            if config_error is None:
+                raise
+            raise config_error from None
     if not trainer.is_global_zero:
         return None
 
@@ -372,7 +284,7 @@ def run(
             paths[f"plot_{png.stem}"] = png
     wall = time.perf_counter() - start
     images_per_s = parts["throughput"].images_per_s
-    result = RunResult(run_dir, metrics, images_per_s, wall, paths, history, parts["added"])
+    result = RunResult(run_dir, metrics, images_per_s, wall, paths, history)
     outputs.write_summary(
         run_dir / "summary.json",
         {
@@ -382,7 +294,6 @@ def run(
             "paths": paths,
             "history": history,
             "load_backbone": load_line,
-            "added_callbacks": parts["added"],
             "world_size": trainer.world_size,
             "global_step": trainer.global_step,
             "data": datamodule.report() if hasattr(datamodule, "report") else {},

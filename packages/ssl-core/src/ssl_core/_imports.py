@@ -1,17 +1,16 @@
-"""Resolution of dotted import strings ("package.module.name" or "package.module:name")."""
+"""Resolution of dotted import strings (``"package.module.name"`` or ``"package.module:name"``)."""
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from typing import Any
 
 
 def import_object(path: str) -> Any:
-    """Import the object named by a dotted path.
+    """Import the object named by a dotted path with :func:`pkgutil.resolve_name`.
 
     Args:
-        path: ``"package.module.attribute"`` or ``"package.module:attribute"``; nested attributes
-            (``"package.Class.method"``) are followed.
+        path: ``"package.module.attribute"`` or ``"package.module:attribute"``.
 
     Returns:
         The imported object.
@@ -27,32 +26,12 @@ def import_object(path: str) -> Any:
         raise ImportError(
             f"Expected a dotted import path like 'package.module.name', got {path!r}."
         )
-    path = path.strip()
-    if ":" in path:
-        module_name, _, attr_path = path.partition(":")
-        parts = [module_name, *attr_path.split(".")]
-        split_points = [1]
-    else:
-        parts = path.split(".")
-        split_points = list(range(len(parts) - 1, 0, -1))
-    last_error: Exception | None = None
-    for split in split_points:
-        module_name = ".".join(parts[:split])
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError as error:
-            if error.name is not None and not module_name.startswith(error.name):
-                raise  # the module exists but one of its own imports failed: show that error
-            last_error = error
-            continue
-        try:
-            for attribute in parts[split:]:
-                obj = getattr(obj, attribute)
-        except AttributeError as error:
-            last_error = error
-            continue
-        return obj
-    raise ImportError(
-        f"Cannot import {path!r} ({last_error}). Check the spelling and that the package that "
-        "defines it is installed; write it as 'package.module.name'."
-    )
+    try:
+        return pkgutil.resolve_name(path.strip())
+    except (ImportError, AttributeError, ValueError) as error:
+        if isinstance(error, ImportError) and error.name and not path.startswith(error.name):
+            raise  # the module exists but one of its own imports failed: show that error
+        raise ImportError(
+            f"Cannot import {path!r} ({error}). Check the spelling and that the package that "
+            "defines it is installed; write it as 'package.module.name'."
+        ) from None

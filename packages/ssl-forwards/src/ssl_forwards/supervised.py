@@ -26,8 +26,8 @@ def supervised_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str
         stage: ``"train"``, ``"val"``, ``"test"`` or ``"predict"``.
 
     Returns:
-        ``embedding`` (``[B, D]``), ``logits`` (``[B, num_classes]``), ``label`` when present,
-        and ``loss`` in training.
+        ``embedding`` (``[B, D]``), ``logits`` (``[B, num_classes]``), and ``label`` and
+        ``loss`` whenever the batch has labels (so validation logs ``val/loss``).
 
     Raises:
         AttributeError: ``backbone`` or ``classifier`` is missing.
@@ -42,9 +42,9 @@ def supervised_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str
     out = base_outputs(batch)
     out["embedding"] = backbone(require_image(batch, "supervised_forward"))
     out["logits"] = classifier(out["embedding"])
-    if not training:
-        return out
     if "label" not in batch:
+        if not training:
+            return out
         raise KeyError(
             "supervised_forward needs batch['label'] in training to compute the cross-entropy "
             "loss; use a labelled dataset that yields 'label', or an SSL forward such as "

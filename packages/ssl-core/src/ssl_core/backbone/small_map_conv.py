@@ -6,12 +6,9 @@ the ``H*W*C_in`` input values to the ``H_out*W_out*C_out`` outputs. Written as t
 product it runs at matmul speed; oneDNN's convolution backward on such maps is several times
 slower than its forward. The weight matrix is rebuilt from the kernel each call, so the parameter
 stays an ordinary ``nn.Conv2d`` weight: as the product of a constant 0/1 tap-selection matrix with
-the kernel, whose backward is one more small matmul. (Gathering it by index was 1.45x slower for
-512->512 on 2x2 maps: the gather's backward, an accumulating ``index_put``, cost more than the
-convolution's own matmul.) ``benchmarks/small_map_conv.py`` on 2 CPU cores,
-bf16 autocast, batch 512, forward + backward: 256->256 channels on 2x2 maps 18.8 -> 7.5 ms
-(2.51x), 512->512 77.9 -> 35.4 ms (2.20x); on 4x4 maps the dense form loses (0.35-0.84x), hence
-``max_input_pixels=4``.
+the kernel, whose backward is one more small matmul (a gather by index has a slower backward).
+On 4x4 maps the dense form loses to the convolution, hence ``max_input_pixels=4``; the timings
+are in docs/tuning.md (``benchmarks/small_map_conv.py``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,0 @@
-"""Alias of :mod:`ssl_losses` (``stable_pretraining.losses.NTXEntLoss``)."""
-
-from ssl_train._alias import lazy_alias
-
-__getattr__, __dir__ = lazy_alias(__name__, ["ssl_losses"])
