@@ -41,7 +41,7 @@ def test_masked_method_lowers_its_loss(method: str, tmp_path: Path) -> None:
     cfg = compose([f"method={method}", *SMALL_VIT, *SMALL_HEADS[method], *TINY])
     assert cfg.backbone._target_ == "ssl_core.backbone.from_timm"  # the method picks the ViT
     result = run(cfg, run_dir=tmp_path)
-    assert result is not None and result.added_callbacks == []
+    assert result is not None
     # iBOT's CLS term is DINO's, which rises over the first epochs while the centre settles
     # (as in DINO's own training curves); its masked-patch term falls from the start
     key = "train/loss_patch_epoch" if method == "ibot" else "train/loss_epoch"
