@@ -29,7 +29,7 @@ class BankMirror:
         self._rows: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
         self._screen: torch.Tensor | None = None
-        self._bounds: torch.Tensor | None = None  # [length, 2] float64 ||x - x'||, ||x'||
+        self._bounds: torch.Tensor | None = None  # [length, 2] bounds of ||x - x'||, ||x'||
         self._bound_max: tuple[float, float] = (0.0, 0.0)
         self._ptr = 0
         self._count = 0

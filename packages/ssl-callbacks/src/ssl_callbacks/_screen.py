@@ -12,7 +12,7 @@ candidates can reach its k-th re-scored similarity. For a row ``x`` (float32 ``x
               + 4 D 2^-126                               (flushed denormals)
 
 where ``gamma_D = D 2^-24 / (1 - D 2^-24)`` and the norms are computed from the actual tensors
-(float64, so their own rounding is far below the inflation applied). Every row outside the
+(and scaled up to cover their own rounding, :func:`residual_and_norm`). Every row outside the
 candidates has ``t <= T`` (the kk-th screened value), so its similarity is at most
 ``T + c(q) + u |T| / (1 - u)``; the float32 re-score has error at most ``gamma_{D+1} ||q|| ||x||``.
 The query is proven when its k-th re-scored similarity exceeds that by twice the re-score's
@@ -29,7 +29,7 @@ import torch
 U_BF16 = 2.0**-8
 U_FP32 = 2.0**-24
 TINY = 2.0**-126
-INFLATE = 1.0 + 2.0**-30  # covers the float64 norms' own rounding
+INFLATE = 1.0 + 2.0**-20  # covers the float32 -> float64 conversions of the bounds
 
 
 def _gamma(n: int) -> float:
@@ -37,9 +37,15 @@ def _gamma(n: int) -> float:
 
 
 def residual_and_norm(rows: torch.Tensor, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row ``||x - x'||`` and ``||x'||`` (float64) of float32 ``rows``, bfloat16 ``low``."""
-    wide = low.double()
-    return (rows.double() - wide).norm(dim=1), wide.norm(dim=1)
+    """Upper bounds of per-row ``||x - x'||`` and ``||x'||`` for float32 ``rows``, bfloat16 ``low``.
+
+    Computed in float32: ``x - x'`` and ``x'`` are exact there, the sum of ``D`` squares is off
+    by at most ``gamma_D`` relatively and the square root by ``2^-24``, so the norms are scaled
+    up by ``1 + gamma_{D+2}`` to bound the exact ones.
+    """
+    wide = low.float()
+    up = 1.0 + _gamma(rows.shape[1] + 2)
+    return (rows - wide).norm(dim=1) * up, wide.norm(dim=1) * up
 
 
 @dataclass(frozen=True)
@@ -90,13 +96,14 @@ def screened_topk(
     q_low = q.to(torch.bfloat16)
     rough = _bf16_mm(q_low, screen.rows).topk(kk, dim=1)
     cand = rough.indices
-    # Elementwise products and a float32 sum: no TF32 or reduced-precision GEMM path.
-    exact = (rows[cand] * q.unsqueeze(1)).sum(2)  # [c, kk]
+    if q.device.type == "cpu":
+        exact = torch.bmm(rows[cand], q.unsqueeze(2)).squeeze(2)  # [c, kk] float32
+    else:  # elementwise products and a float32 sum: no TF32 path
+        exact = (rows[cand] * q.unsqueeze(1)).sum(2)
     s, pos = exact.topk(k, dim=1)
     ids = cand.gather(1, pos)
-    q_res, q_norm_low = residual_and_norm(q, q_low)
+    q_res, q_norm_low = (b.double() * INFLATE for b in residual_and_norm(q, q_low))
     q_norm = q.double().norm(dim=1) * INFLATE
-    q_res, q_norm_low = q_res * INFLATE, q_norm_low * INFLATE
     inputs = q_norm * screen.residual + q_res * screen.norm
     accumulate = _gamma(dim) * q_norm_low * screen.norm + 4 * dim * TINY
     threshold = rough.values[:, kk - 1].double()
