@@ -16,8 +16,9 @@ votes weighted by exp(sim / T). Timed per validation epoch, in the same process 
 * faiss exact, index rebuilt every epoch (what OnlineKNN did before);
 * OnlineKNN's paths: its bank copy synced with the queue (all rows new: the bank turned over
   during the epoch, as in the default run; and 10% new), then faiss brute force (``backend=
-  "faiss"``, the CPU default) or the exact torch search (``backend="torch"``, float32 on CPU;
-  with the certified bfloat16 screen that CUDA uses, timed here on CPU for information);
+  "faiss"``) or the exact torch search (``backend="torch"``) in float32 and with the proven
+  bfloat16 screen (the default of ``backend="auto"`` on CPUs with bfloat16 instructions and on
+  CUDA without faiss-gpu);
 * faiss IVF (approximate, for information).
 
 The exact paths' predictions are asserted equal to the baseline's.
@@ -46,7 +47,7 @@ import torch.nn.functional as F
 from ssl_callbacks import build_index, search, torch_knn, weighted_vote
 from ssl_callbacks._mirror import BankMirror
 from ssl_callbacks._ring import RingBuffer
-from ssl_callbacks.neighbours import faiss_knn, resolve_backend
+from ssl_callbacks.neighbours import faiss_knn, fast_bf16, resolve_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "knn.json"
@@ -202,7 +203,10 @@ def search_rows(args) -> dict[str, Any]:
     allowed = max(1, n_query // 500)
     assert max(mismatches.values()) <= allowed, f"exact paths disagree: {mismatches}"
     stats = results["torch_screen"][3].stats
-    auto = {"faiss-cpu": "faiss", "torch": "torch"}[resolve_backend("auto", torch.device("cpu"))]
+    cpu = torch.device("cpu")
+    auto = {"faiss-cpu": "faiss", "torch": "torch_screen" if fast_bf16(cpu) else "torch"}[
+        resolve_backend("auto", cpu)
+    ]
     t_ours = results[auto][0]
     return {
         "bank": [n_bank, dim],
@@ -340,7 +344,7 @@ def main() -> None:
         ('OnlineKNN backend="faiss", 10% rows new', data["ours_faiss_tenth_new_s"]),
         ('OnlineKNN backend="torch", all rows new', data["ours_torch_s"]),
         ('OnlineKNN backend="torch", 10% rows new', data["ours_torch_tenth_new_s"]),
-        ("torch with the bf16 screen (CUDA's default), all new", data["ours_torch_screen_s"]),
+        ("torch, proven bf16 screen (auto on bf16 CPUs), all new", data["ours_torch_screen_s"]),
         (f"faiss {data['ivf_index']} nprobe=16 (approximate)", data["faiss_ivf_s"]),
     ]
     print(f"{'path (per validation epoch)':58s} {'CPU s':>9s} {'speed-up':>9s}")

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from ssl_callbacks import OnlineKNN, torch_knn
-from ssl_callbacks.neighbours import faiss_knn, resolve_backend
+from ssl_callbacks._screen import Screen, screened_topk
+from ssl_callbacks.neighbours import faiss_knn, fast_bf16, resolve_backend
 
 
 def _bank(n=600, dim=32, classes=5, spread=0.3, seed=0):
@@ -42,7 +43,7 @@ def test_torch_and_faiss_paths_match_the_definition(distance, screen):
     queries, _ = _bank(n=70, seed=1)
     prepared = F.normalize(rows, dim=1) if distance == "cosine" else rows
     ref_scores, ref_ids = _reference(rows, queries, 10, distance)
-    bf16 = prepared.bfloat16() if screen else None
+    bf16 = Screen.of(prepared) if screen else None
     for scores, ids in (
         torch_knn(prepared, queries, 10, distance, screen=bf16, max_matrix=600 * 16),
         faiss_knn(prepared, queries, 10, distance),
@@ -56,9 +57,58 @@ def test_screen_falls_back_to_float32_when_the_bound_is_not_met():
     base = torch.randn(1, 16, generator=g)
     rows = F.normalize(base + 1e-3 * torch.randn(200, 16, generator=g), dim=1)
     queries = base + 1e-3 * torch.randn(8, 16, generator=g)
-    scores, ids = torch_knn(rows, queries, 5, "cosine", screen=rows.bfloat16())
+    stats = {}
+    scores, ids = torch_knn(rows, queries, 5, "cosine", screen=Screen.of(rows), stats=stats)
+    assert stats == {"screened": 8, "redone": 8}
     ref_scores, ref_ids = _reference(rows, queries, 5, "cosine")
     _same_neighbours(ids, ref_ids, scores, ref_scores)
+
+
+def test_screen_proves_separated_queries_and_redoes_planted_near_ties():
+    # Clustered rows (the proof settles them) plus, for half the queries, 40 rows planted just
+    # above or below its 5th neighbour (within the bf16 error): those must be redone, and every
+    # answer must still be the float64 top 5.
+    rows, _ = _bank(n=2000, dim=64, classes=10, spread=1.0, seed=3)
+    queries, _ = _bank(n=32, dim=64, classes=10, spread=1.0, seed=4)
+    rows, queries = F.normalize(rows, dim=1), F.normalize(queries, dim=1)
+    stats = {}
+    torch_knn(rows, queries, 5, "cosine", screen=Screen.of(rows), stats=stats)
+    assert stats["screened"] == 32 and stats["redone"] <= 4  # the bound is not vacuous
+    kth = (queries.double() @ rows.double().T).topk(5, dim=1).values[:, -1]
+    g = torch.Generator().manual_seed(5)
+    for j in range(4):
+        q = queries[j].double()
+        noise = torch.randn(40, 64, generator=g, dtype=torch.float64)
+        noise = F.normalize(noise - (noise @ q)[:, None] * q, dim=1)  # orthogonal to q
+        target = kth[j] + torch.linspace(-2e-3, 2e-3, 40, dtype=torch.float64)
+        planted = target[:, None] * q + (1 - target[:, None] ** 2).sqrt() * noise
+        bank = torch.cat([rows, planted.float()])
+        stats = {}
+        scores, ids = torch_knn(bank, queries, 5, "cosine", screen=Screen.of(bank), stats=stats)
+        _, _, proven = screened_topk(bank, Screen.of(bank), queries[j : j + 1], 5, 21)
+        assert stats["redone"] >= 1 and not proven.item()
+        ref_scores, ref_ids = _reference(bank, queries, 5, "cosine")
+        _same_neighbours(ids, ref_ids, scores, ref_scores)
+
+
+def test_screen_error_bound_holds_for_every_pair():
+    # The proof's premise: each bf16 screen value lies within the bound of the exact similarity.
+    # Components at bf16 rounding midpoints (x.5 ulp) make the rounding errors as large as can be.
+    g = torch.Generator().manual_seed(6)
+    rows = F.normalize(torch.randn(300, 256, generator=g), dim=1)
+    mid = rows.bfloat16().float() * (1 + 2.0**-9)
+    rows = torch.cat([rows, F.normalize(mid, dim=1)])
+    queries = torch.cat([F.normalize(torch.randn(20, 256, generator=g), dim=1), rows[300:320]])
+    screen = Screen.of(rows)
+    exact = queries.double() @ rows.double().T
+    rough = (queries.bfloat16() @ screen.rows.T).double()
+    q_res = (queries.double() - queries.bfloat16().double()).norm(dim=1, keepdim=True)
+    bound = screen.residual + q_res * screen.norm + 256 * 2.0**-24 + 2.0**-8 * rough.abs() * 1.01
+    assert ((rough - exact).abs() <= bound).all()
+    # ... and an eighth of it would not hold: it is not loose by orders of magnitude.
+    assert ((rough - exact).abs() > bound / 8).any()
+    _, _, proven = screened_topk(rows, screen, queries, 5, 20)
+    assert proven.dtype == torch.bool and proven.shape == (40,)
 
 
 def test_backend_choice():
@@ -66,7 +116,8 @@ def test_backend_choice():
     assert resolve_backend("faiss", cpu) == "faiss-cpu"
     assert resolve_backend("torch", cpu) == "torch"
     assert resolve_backend("auto", cpu, index="HNSW32") == "faiss-cpu"
-    assert resolve_backend("auto", cpu) == "faiss-cpu"
+    assert resolve_backend("auto", cpu) == ("torch" if fast_bf16(cpu) else "faiss-cpu")
+    assert resolve_backend("auto", cpu, distance="euclidean") == "faiss-cpu"
     with pytest.raises(ValueError, match=r'index=.HNSW32. needs backend="faiss"'):
         resolve_backend("torch", cpu, index="HNSW32")
     with pytest.raises(ValueError, match="backend must be one of"):

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_callbacks._ring import RingBuffer
+from ssl_callbacks._screen import INFLATE, Screen, residual_and_norm
 
 
 class BankMirror:
@@ -28,6 +29,8 @@ class BankMirror:
         self._rows: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
         self._screen: torch.Tensor | None = None
+        self._bounds: torch.Tensor | None = None  # [length, 2] bounds of ||x - x'||, ||x'||
+        self._bound_max: tuple[float, float] = (0.0, 0.0)
         self._ptr = 0
         self._count = 0
         self._seen: tuple | None = None
@@ -46,16 +49,18 @@ class BankMirror:
         return self._labels[: self._count]
 
     @property
-    def screen(self) -> torch.Tensor | None:
-        """bfloat16 copy of :attr:`rows`, or ``None`` when screening is off."""
-        return None if self._screen is None else self._screen[: self._count]
+    def screen(self) -> Screen | None:
+        """bfloat16 copy of :attr:`rows` with its error bounds; ``None`` when screening is off."""
+        if self._screen is None:
+            return None
+        return Screen(self._screen[: self._count], *self._bound_max)
 
     def __len__(self) -> int:
         return self._count
 
     def clear(self) -> None:
         """Forget the prepared rows (the next sync prepares all of them)."""
-        self._rows = self._labels = self._screen = None
+        self._rows = self._labels = self._screen = self._bounds = None
         self._ptr = self._count = 0
         self._seen = None
 
@@ -83,9 +88,14 @@ class BankMirror:
         self._write(self._rows, rows)
         self._write(self._labels, labels.get(last=new).to(device, torch.long).reshape(-1))
         if self._screen is not None:
-            self._write(self._screen, rows.to(torch.bfloat16))
+            low = rows.to(torch.bfloat16)
+            self._write(self._screen, low)
+            self._write(self._bounds, torch.stack(residual_and_norm(rows, low), dim=1))
         self._ptr = (self._ptr + new) % self.length
         self._count = min(self.length, self._count + new)
+        if self._bounds is not None:
+            top = self._bounds[: self._count].max(dim=0).values.tolist()
+            self._bound_max = (top[0] * INFLATE, top[1] * INFLATE)
 
     def _allocate(self, dim: int, device: torch.device, screen: bool) -> None:
         if self._rows is None or self._rows.shape[1] != dim or self._rows.device != device:
@@ -94,8 +104,9 @@ class BankMirror:
             self._ptr = self._count = 0
         if screen and self._screen is None:
             self._screen = self._rows.to(torch.bfloat16)
+            self._bounds = torch.stack(residual_and_norm(self._rows, self._screen), dim=1)
         elif not screen:
-            self._screen = None
+            self._screen = self._bounds = None
 
     def _write(self, store: torch.Tensor | None, rows: torch.Tensor) -> None:
         assert store is not None

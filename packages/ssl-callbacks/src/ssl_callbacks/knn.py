@@ -179,7 +179,12 @@ class OnlineKNN(QueueConsumer):
 
     def _prepare(self, device: torch.device) -> None:
         """Sync the mirror with the queues and set up the epoch's search path."""
-        self.path = resolve_backend(self.backend, device, self.index)  # type: ignore[arg-type]
+        self.path = resolve_backend(
+            self.backend,  # type: ignore[arg-type]
+            device,
+            self.index,
+            self.distance,  # type: ignore[arg-type]
+        )
         where = torch.device("cpu") if self.path == "faiss-cpu" else device
         screen = self.path == "torch" and self.distance == "cosine" and fast_bf16(where)
         feats_q = self._buffer(self.input)

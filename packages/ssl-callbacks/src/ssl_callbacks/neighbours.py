@@ -7,10 +7,10 @@ ties aside):
   (:func:`build_index`, e.g. ``"HNSW32"``) for approximate search;
 * faiss on GPU (``faiss-gpu`` installed, the ``ssl-callbacks[gpu]`` extra): ``faiss.knn_gpu`` on
   the device tensors, no copy to the host;
-* torch (:func:`torch_knn`): chunked matmul and ``topk`` on the rows' device. On CUDA the
-  similarities are screened in bfloat16 and the candidates re-scored in float32 under a proven
-  error bound, so the result is exact; a query whose bound does not separate its k-th neighbour
-  is searched again in float32.
+* torch (:func:`torch_knn`): chunked matmul and ``topk`` on the rows' device. On CUDA and on
+  CPUs with bfloat16 instructions the similarities are screened in bfloat16 and the candidates
+  re-scored in float32 under a proven error bound (:mod:`ssl_callbacks._screen`), so the result
+  is exact; a query whose proof fails is searched again in float32.
 
 ``benchmarks/knn.py`` measures each path against the chunked torch brute force of solo-learn.
 """
@@ -18,12 +18,15 @@ ties aside):
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Literal
 
 import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ssl_callbacks._screen import Screen, screened_topk
 
 Distance = Literal["cosine", "euclidean"]
 Backend = Literal["auto", "faiss", "torch"]
@@ -46,20 +49,29 @@ def faiss_gpu_available() -> bool:
 
 
 def fast_bf16(device: torch.device) -> bool:
-    """Whether the bfloat16 screen pays on ``device``: CUDA GPUs with bfloat16 only.
+    """Whether the bfloat16 screen pays on ``device``: bfloat16 CUDA GPUs, bfloat16 x86 CPUs.
 
-    On an AVX512-BF16 CPU the screen's gather and top-80 cost more than the bfloat16 matmul saves
-    (``benchmarks/knn.py``: 0.5x the float32 brute force), so CPUs search in float32.
+    On CPU it needs oneDNN and the AVX512-BF16 or AMX-BF16 instructions (a bfloat16 matmul at
+    about twice float32's speed); elsewhere the emulated bfloat16 matmul is no faster.
     """
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_backend(backend: Backend, device: torch.device, index: str = "Flat") -> str:
+def resolve_backend(
+    backend: Backend, device: torch.device, index: str = "Flat", distance: Distance = "cosine"
+) -> str:
     """The search path for a bank on ``device``: ``"faiss-cpu"``, ``"faiss-gpu"`` or ``"torch"``.
 
     ``"auto"``: approximate indexes use faiss on CPU; an exact search of a CUDA bank uses faiss's
-    GPU brute force when installed, else torch on the device; a CPU bank uses faiss (measured
-    faster than torch on CPU, ``benchmarks/knn.py``).
+    GPU brute force when installed, else torch on the device; an exact cosine search of a CPU
+    bank uses torch's proven bfloat16 screen where the CPU has bfloat16 instructions
+    (:func:`fast_bf16`; measured faster than faiss, ``benchmarks/knn.py``), else faiss.
 
     Raises:
         ValueError: Unknown backend, or ``"torch"`` with an approximate faiss index.
@@ -79,7 +91,7 @@ def resolve_backend(backend: Backend, device: torch.device, index: str = "Flat")
         return "torch"
     if device.type == "cuda":
         return "faiss-gpu" if faiss_gpu_available() else "torch"
-    return "faiss-cpu"
+    return "torch" if distance == "cosine" and fast_bf16(device) else "faiss-cpu"
 
 
 def build_index(
@@ -181,22 +193,12 @@ def faiss_knn(
     return scores.to(queries.device), ids.to(queries.device)
 
 
-def _screen_error(dim: int) -> float:
-    """Bound on ``|bf16 similarity - exact similarity|`` for unit vectors.
-
-    Inputs and output are rounded to bfloat16 (unit roundoff 2^-8, |s| <= 1), the sum of ``dim``
-    products is accumulated in float32.
-    """
-    u = 2.0**-8
-    return 3 * u + u * u + dim * 2.0**-23
-
-
 def torch_knn(
     rows: torch.Tensor,
     queries: torch.Tensor,
     k: int,
     distance: Distance = "cosine",
-    screen: torch.Tensor | None = None,
+    screen: Screen | None = None,
     max_matrix: int = 2**24,
     stats: dict[str, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,9 +209,10 @@ def torch_knn(
         queries: ``[B, D]`` queries.
         k: Neighbours per query (``<= n``).
         distance: ``"cosine"`` or ``"euclidean"``.
-        screen: Optional bfloat16 copy of ``rows`` (cosine only): similarities are screened in
-            bfloat16, the best ``4k`` candidates re-scored in float32, and a query whose bound
-            (see :func:`_screen_error`) does not prove its top ``k`` is redone in float32.
+        screen: Optional :class:`~ssl_callbacks._screen.Screen` of ``rows`` (cosine only):
+            similarities are screened in bfloat16, the best ``2k`` candidates re-scored in
+            float32, and a query whose proof (see :mod:`ssl_callbacks._screen`) fails is
+            searched again in float32.
         max_matrix: Elements of one ``[chunk, n]`` similarity block.
         stats: If given, ``"screened"`` and ``"redone"`` query counts are added to it.
 
@@ -222,11 +225,14 @@ def torch_knn(
         q_all = F.normalize(q_all, dim=1)
     else:
         sq_rows = rows.pow(2).sum(1)
+    kk = min(n, max(2 * k, k + 16))
+    if distance != "cosine" or kk >= n:
+        screen = None
     chunk = max(1, min(max_matrix // max(n, 1), q_all.shape[0]))
-    kk = min(n, max(4 * k, k + 32))
     if screen is not None:  # the re-scoring gathers [chunk, kk, D] rows: keep it in budget too
         chunk = max(1, min(chunk, max_matrix // (kk * rows.shape[1])))
-    margin = 2 * _screen_error(rows.shape[1])
+    pieces = -(-q_all.shape[0] // chunk)
+    chunk = -(-q_all.shape[0] // pieces)  # equal chunks: a small last one wastes the matmul
     out_s, out_i = [], []
     for start in range(0, q_all.shape[0], chunk):
         q = q_all[start : start + chunk]
@@ -236,19 +242,13 @@ def torch_knn(
             out_s.append(s.sqrt())
             out_i.append(i)
             continue
-        if screen is None or kk >= n:
+        if screen is None:
             s, i = (q @ rows.T).topk(k, dim=1)
             out_s.append(s)
             out_i.append(i)
             continue
-        rough = (q.to(screen.dtype) @ screen.T).topk(kk, dim=1)
-        cand = rough.indices
-        exact = torch.bmm(rows[cand], q.unsqueeze(2)).squeeze(2)  # [c, kk] float32
-        s, pos = exact.topk(k, dim=1)
-        i = cand.gather(1, pos)
-        bound = rough.values.float()
-        unproven = bound[:, kk - 1] >= bound[:, k - 1] - margin
-        redo = unproven.nonzero().squeeze(1)  # reads the count back: validation time only
+        s, i, proven = screened_topk(rows, screen, q, k, kk)
+        redo = (~proven).nonzero().squeeze(1)  # reads the count back: validation time only
         if stats is not None:
             stats["screened"] = stats.get("screened", 0) + q.shape[0]
             stats["redone"] = stats.get("redone", 0) + redo.numel()
