@@ -344,6 +344,30 @@ def collect(results: Path, runs: dict[str, dict[str, Any]]) -> list[Headline]:
     return lines
 
 
+def _file_date(path: Path) -> str:
+    """When a result file was written: its last commit, or its mtime if it changed since.
+
+    A fresh clone gives every file today's mtime, so committed files take their commit date.
+    """
+    mtime = time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        committed = subprocess.run(
+            ["git", "log", "-1", "--format=%cs", "--", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return mtime
+    return mtime if dirty or not committed else committed
+
+
 def _mode(results: Path, name: str, ran_quick: bool | None) -> str:
     path = results / f"{name}.json"
     if not path.exists():
@@ -354,7 +378,7 @@ def _mode(results: Path, name: str, ran_quick: bool | None) -> str:
         flag = True
     if ran_quick is not None:  # run by this invocation (not every script records the flag)
         flag = ran_quick
-    when = data.get("date") or time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
+    when = data.get("date") or _file_date(path)
     return f"{'quick' if flag else 'full'}, {when}"
 
 
