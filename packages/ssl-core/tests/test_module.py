@@ -178,15 +178,47 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_last=True, save_top_k=-1)
     t = trainer(max_steps=10, callbacks=[ckpt], enable_checkpointing=True)
     with pytest.raises(
-        NonFiniteLossError, match=r"nan at global step 3.*last good checkpoint"
+        NonFiniteLossError, match=r"nan at global step 3 .*last good checkpoint"
     ) as e:
         t.fit(m, loader(n=40))
     assert e.value.step == 3
+    # the save after the NaN step reads the device-side check first, so nothing bad is written
+    assert t.global_step == 4
     last = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert last["global_step"] == 3
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
-    # the in-memory weights are those of step 3 too (no optimiser step was taken on the NaN)
-    torch.testing.assert_close(m.backbone.weight, last["state_dict"]["backbone.weight"])
+    assert sorted(p.name for p in tmp_path.glob("epoch*.ckpt")) == [
+        f"epoch=0-step={s}.ckpt" for s in (1, 2, 3)
+    ]
+
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_nan_stop_waits_for_the_next_log_interval_and_names_the_first_bad_step(every):
+    def fwd(self, batch, stage):
+        loss = self.backbone(batch["image"]).pow(2).mean()
+        if self.trainer.global_step >= 5:  # every later step is bad too: the first one is named
+            loss = loss * float("nan")
+        return {"loss": loss}
+
+    m = make_module(forward=fwd)
+    t = trainer(max_steps=20, log_every_n_steps=every)
+    with pytest.raises(NonFiniteLossError, match=r"nan at global step 5 .*log_every_n_steps") as e:
+        t.fit(m, loader(n=80))
+    assert e.value.step == 5
+    # read after the step that makes global_step a multiple of log_every_n_steps
+    assert t.global_step == (6 if every == 1 else 8)
+
+
+def test_deferred_check_of_a_forward_raises_its_message_with_the_first_step():
+    def fwd(self, batch, stage):
+        x = batch["image"]
+        self.defer_check((x.abs() > 1e9).any() | (self.trainer.global_step == 2), "bad input")
+        return {"loss": self.backbone(x).pow(2).mean()}
+
+    t = trainer(max_steps=8, log_every_n_steps=3)
+    with pytest.raises(ValueError, match=r"bad input \(first seen at global step 2\)"):
+        t.fit(make_module(forward=fwd), loader(n=40))
+    assert t.global_step == 3
 
 
 def test_inf_loss_is_also_caught():

@@ -319,3 +319,23 @@ def test_byol_needs_teacher_student_wrappers(flat_batch) -> None:
     module.backbone = ssl_core.TeacherStudentWrapper(copy.deepcopy(module.backbone))
     with pytest.raises(TypeError, match=r"'projector' to be an ssl_core.TeacherStudentWrapper"):
         module(flat_batch(), "train")
+
+
+def test_fold_reads_the_device_once_per_batch_size_and_defers_the_layout_check():
+    from ssl_data import fold_views
+
+    from ssl_forwards._common import fold_training_views
+
+    module = ssl_core.Module(forward=lambda self, b, s: {}, optim=False)
+    x = torch.arange(12.0).reshape(6, 2)
+    batch = {"sample_idx": torch.tensor([2, 0, 1, 0, 2, 1])}
+    first = fold_training_views([x], batch, "f", module=module)  # learns 2 views per sample
+    again = fold_training_views([x], batch, "f", module=module)  # sort only, no host read
+    for got in (first, again):
+        for a, b in zip(got[0], fold_views(x, batch["sample_idx"]), strict=True):
+            torch.testing.assert_close(a, b)
+    assert module._deferred.first_failure() is None
+    # a batch of the same size whose samples do not have 2 views each fails at the check point
+    fold_training_views([x], {"sample_idx": torch.tensor([0, 0, 0, 1, 2, 2])}, "f", module=module)
+    failure = module._deferred.first_failure()
+    assert failure is not None and "stopped having 2 views each" in failure.key

@@ -106,17 +106,26 @@ class ThroughputMonitor(pl.Callback):
     loggers only and synchronises CUDA each step; this one shows images/s in the progress bar
     and reports the run's mean for the summary.
 
-    Logs ``perf/images_per_s`` to the progress bar every step; :attr:`images_per_s` is the
-    average over all timed steps (the first step of each fit, which includes warm-up, is left
-    out when there are others).
+    Logs ``perf/images_per_s`` to the progress bar at the first step and every
+    ``log_every_n_steps`` steps (the mean over the steps since the last log);
+    :attr:`images_per_s` is the average over all timed steps (the first step of each fit, which
+    includes warm-up, is left out when there are others). Source images are counted on the
+    device (distinct ``sample_idx``) and read only when logging, so steps never wait for the GPU.
     """
 
     def __init__(self) -> None:
-        self.images = 0
-        self.seconds = 0.0
         self.views = 0
+        self.seconds = 0.0
+        self._images: torch.Tensor | int = 0
         self._start: float | None = None
         self._first = True
+        self._logged_images: torch.Tensor | int = 0
+        self._logged_seconds = 0.0
+
+    @property
+    def images(self) -> int:
+        """Source images counted over the timed steps (reads the device)."""
+        return int(self._images)
 
     @property
     def images_per_s(self) -> float:
@@ -145,30 +154,43 @@ class ThroughputMonitor(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Stop the clock, log the step's throughput and restart the clock."""
+        """Stop the clock, count the step's images, log at log steps and restart the clock."""
         if self._start is None or not isinstance(batch, dict) or "image" not in batch:
             self._start = time.perf_counter()
             return
         elapsed = time.perf_counter() - self._start
         rows = int(batch["image"].shape[0])
         ids = batch.get("sample_idx")
-        images = int(torch.unique(ids).numel()) if isinstance(ids, torch.Tensor) else rows
+        images = _distinct_count(ids) if isinstance(ids, torch.Tensor) else rows
         if self._first:
             self._first = False
+            interval_images, interval_seconds = images, elapsed
         else:
-            self.images += images
+            self._images = self._images + images
             self.views += rows
             self.seconds += elapsed
-        if elapsed > 0:
+            interval_images = self._images - self._logged_images
+            interval_seconds = self.seconds - self._logged_seconds
+        step, every = trainer.global_step, trainer.log_every_n_steps
+        if (step == 1 or (every > 0 and step % every == 0)) and interval_seconds > 0:
+            rate = float(interval_images) / interval_seconds
+            self._logged_images, self._logged_seconds = self._images, self.seconds
+            # a host tensor: Lightning reads progress-bar values after every batch
             pl_module.log(
                 "perf/images_per_s",
-                images / elapsed,
+                torch.tensor(rate),
                 prog_bar=True,
                 on_step=True,
                 on_epoch=False,
-                batch_size=images,
+                batch_size=rows,
             )
         self._start = time.perf_counter()
+
+
+def _distinct_count(ids: torch.Tensor) -> torch.Tensor:
+    """Number of distinct values of ``ids`` as a device tensor (``torch.unique`` reads the host)."""
+    ordered = ids.reshape(-1).sort().values
+    return (ordered[1:] != ordered[:-1]).sum() + 1
 
 
 class MetricsHistory(pl.Callback):

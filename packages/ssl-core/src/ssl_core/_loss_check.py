@@ -1,4 +1,8 @@
-"""The training-loss checks of :class:`ssl_core.Module`: present, scalar, finite."""
+"""The training-loss checks of :class:`ssl_core.Module`: present and scalar now, finite later.
+
+The finiteness check is recorded on the device (:mod:`ssl_core._deferred`) and read at the
+Module's check points, so a training step never waits for the GPU.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,14 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from ssl_core._deferred import NON_FINITE_LOSS, Failure
 from ssl_core.errors import NonFiniteLossError
 
 
-def check_loss(
-    module: pl.LightningModule, out: Mapping[str, Any], required: bool
-) -> torch.Tensor | None:
-    """Return ``out["loss"]`` after checking it is a finite scalar tensor.
+def check_loss(out: Mapping[str, Any], required: bool) -> torch.Tensor | None:
+    """Return ``out["loss"]`` after checking it is a scalar tensor (no device read).
 
     Args:
-        module: The module being trained (its trainer gives the step and the checkpoint).
         out: The forward's training outputs.
         required: Whether a loss must be present (the module has an optimiser).
     """
@@ -36,20 +38,29 @@ def check_loss(
             f"out['loss'] must be a scalar tensor, got {shape}. Reduce it, e.g. "
             "loss.mean(), and make sure it is a torch.Tensor that requires grad."
         )
-    if not bool(torch.isfinite(loss.detach())):
-        trainer = module._trainer
-        step = trainer.global_step if trainer is not None else -1
-        kept = ""
-        callback = trainer.checkpoint_callback if trainer is not None else None
-        if callback is not None and getattr(callback, "last_model_path", ""):
-            kept = f" The last good checkpoint is kept: {callback.last_model_path}."
-        elif callback is not None and getattr(callback, "best_model_path", ""):
-            kept = f" The last good checkpoint is kept: {callback.best_model_path}."
-        raise NonFiniteLossError(
-            f"The training loss is {loss.item()} at global step {step}; training stopped "
-            f"before the optimiser step, so the weights are those of step {step}.{kept} "
-            "Fix: lower the learning rate, add warm-up, set Trainer(gradient_clip_val=...), "
-            "or use a more stable precision (bf16-mixed instead of 16-mixed).",
-            step=step,
-        )
     return loss
+
+
+def failure_error(module: pl.LightningModule, failure: Failure) -> Exception:
+    """The exception to raise for a deferred check that failed (see :class:`Failure`)."""
+    trainer = module._trainer
+    now = trainer.global_step if trainer is not None else -1
+    every = trainer.log_every_n_steps if trainer is not None else 0
+    when = (
+        f"Training stopped at global step {now}: the check runs on the device and is read "
+        f"every log_every_n_steps={every} steps, at epoch ends and before each checkpoint save."
+    )
+    if failure.key != NON_FINITE_LOSS:
+        return ValueError(f"{failure.key} (first seen at global step {failure.step}). {when}")
+    kept = ""
+    callback = trainer.checkpoint_callback if trainer is not None else None
+    path = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+    if path:
+        kept = f" No checkpoint is written after it; the last good checkpoint is kept: {path}."
+    return NonFiniteLossError(
+        f"The training loss is {failure.value} at global step {failure.step} (the first "
+        f"non-finite step). {when}{kept} Fix: lower the learning rate, add warm-up, set "
+        "Trainer(gradient_clip_val=...), or use a more stable precision (bf16-mixed instead "
+        "of 16-mixed).",
+        step=failure.step,
+    )

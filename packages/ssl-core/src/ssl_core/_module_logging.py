@@ -17,12 +17,17 @@ def log_outputs(
     stage: str,
     metrics: Mapping[str, tuple[str, str]] | None,
     metric_modules: nn.ModuleDict | None,
+    log_step: bool = False,
 ) -> None:
     """Log every real scalar tensor of ``out`` as ``{stage}/{key}`` and update the metrics.
 
     Train scalars are logged per step as ``train/{key}`` and as the epoch mean
     ``train/{key}_epoch``; val/test scalars per epoch. ``metrics`` maps a metric name to its
     ``(preds key, target key)``, looked up in ``out`` and then in ``batch``.
+
+    Nothing here reads the device: Lightning turns progress-bar values into Python numbers
+    after every batch, so the progress bar's ``loss`` is a host copy made only on
+    ``log_step`` batches (the steps Lightning logs) and shown until the next one.
     """
     trainer = module._trainer
     sync = trainer is not None and trainer.world_size > 1
@@ -34,14 +39,10 @@ def log_outputs(
         if stage == "train":
             # Exact key per step (what progress bars and step-level monitors read) and the
             # epoch mean under "<key>_epoch" (synced across processes once per epoch).
-            module.log(
-                f"train/{key}",
-                value,
-                on_step=True,
-                on_epoch=False,
-                prog_bar=key == "loss",
-                batch_size=size,
-            )
+            module.log(f"train/{key}", value, on_step=True, on_epoch=False, batch_size=size)
+            if key == "loss" and log_step:
+                # a host tensor, so the per-batch progress-bar conversion reads no device
+                module.log("loss", value.cpu(), prog_bar=True, logger=False, on_step=True)
             module.log(
                 f"train/{key}_epoch",
                 value,

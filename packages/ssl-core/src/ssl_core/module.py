@@ -9,7 +9,8 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from ssl_core._loss_check import check_loss
+from ssl_core._deferred import NON_FINITE_LOSS, DeferredChecks
+from ssl_core._loss_check import check_loss, failure_error
 from ssl_core._module_args import (
     STAGES,
     ForwardFn,
@@ -114,6 +115,8 @@ class Module(pl.LightningModule):
         self.channels_last = bool(channels_last)
         self._compile_modules = parse_compile_modules(compile_modules)
         self._compiled = False
+        self._deferred = DeferredChecks()
+        self._checked_at = -1
         for name, value in kwargs.items():
             if name in _RESERVED_ATTRIBUTES or name.startswith("_") or self._taken(name):
                 raise TypeError(
@@ -195,14 +198,69 @@ class Module(pl.LightningModule):
 
     def _log_outputs(self, out: Mapping[str, Any], batch: Any, stage: str) -> None:
         modules = self._stage_metrics[f"{stage}_metrics"] if stage in self._metric_keys else None
-        log_outputs(self, out, batch, stage, self._metric_keys.get(stage), modules)
+        log_outputs(
+            self, out, batch, stage, self._metric_keys.get(stage), modules, self._is_log_step()
+        )
+
+    def _is_log_step(self) -> bool:
+        """Whether this training batch is one Lightning logs (and the first one)."""
+        trainer = self._trainer
+        if trainer is None or not trainer.training:
+            return False
+        every = trainer.log_every_n_steps
+        step = trainer.global_step
+        return step == 0 or (every > 0 and (step + 1) % every == 0)
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         """Run the forward with ``stage="train"``; return its outputs (with ``"loss"``)."""
         out = self._run(batch, "train")
-        check_loss(self, out, required=self.automatic_optimization)
+        loss = check_loss(out, required=self.automatic_optimization)
+        if loss is not None:
+            self._deferred.record(
+                NON_FINITE_LOSS, ~torch.isfinite(loss.detach()), self._step(), loss
+            )
         self._log_outputs(out, batch, "train")
         return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ deferred checks
+    def defer_check(self, failed: torch.Tensor, message: str) -> None:
+        """Record a check made on the device; raise ``ValueError(message)`` at the next check point.
+
+        A forward calls this instead of ``if bool(failed): raise ...``, which would make the
+        host wait for the device every step. Check points: the first training batch, every
+        ``log_every_n_steps`` optimiser steps, each epoch end, before each checkpoint save and
+        at the end of training; the error names the first failing global step.
+
+        Args:
+            failed: 0-d boolean tensor, ``True`` when the check failed.
+            message: The error message (what is wrong and how to fix it).
+        """
+        self._deferred.record(message, failed, self._step())
+
+    def _step(self) -> int:
+        return self._trainer.global_step if self._trainer is not None else -1
+
+    def _raise_failed_checks(self) -> None:
+        failure = self._deferred.first_failure()
+        if failure is not None:
+            raise failure_error(self, failure)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Read the deferred checks at the first batch and every ``log_every_n_steps`` steps."""
+        trainer = self.trainer
+        step, every = trainer.global_step, trainer.log_every_n_steps
+        due = step == 1 or (every > 0 and step % every == 0)
+        if due and step != self._checked_at:
+            self._checked_at = step
+            self._raise_failed_checks()
+
+    def on_train_epoch_end(self) -> None:
+        """Read the deferred checks at every epoch end."""
+        self._raise_failed_checks()
+
+    def on_train_end(self) -> None:
+        """Read the deferred checks once more when training ends."""
+        self._raise_failed_checks()
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
         """Run the forward with ``stage="val"``; return its outputs."""
@@ -234,7 +292,13 @@ class Module(pl.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Save the random state of the batch transforms that have one."""
+        """Save the random state of the batch transforms that have one.
+
+        The deferred checks are read first: no checkpoint is written after a failed one (a
+        NaN loss), so the last checkpoint on disk is the last good one.
+        """
+        if self._trainer is not None:
+            self._raise_failed_checks()
         states = {
             stage: transform.state_dict()
             for stage, transform in self._batch_transforms.items()

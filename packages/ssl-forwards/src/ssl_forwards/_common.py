@@ -120,6 +120,7 @@ def fold_training_views(
     *,
     exact_views: int | None = None,
     min_views: int | None = None,
+    module: Any = None,
 ) -> list[list[torch.Tensor]]:
     """Fold flat ``[N*V, ...]`` tensors into per-view ``[N, ...]`` tensors by ``sample_idx``.
 
@@ -129,6 +130,8 @@ def fold_training_views(
         forward_name: Name of the calling forward, for error messages.
         exact_views: The number of views per sample the method needs, if fixed.
         min_views: The smallest number of views per sample the method can use.
+        module: The bound module; with an ``ssl_core.Module`` the fold reads no device value
+            after the first batch of each size (see ``_fold``).
 
     Returns:
         One list of ``V`` tensors per input tensor (same order as ``tensors``); samples are
@@ -147,7 +150,7 @@ def fold_training_views(
             "ssl_data.MultiViewAugment as the module's batch_transforms."
         )
     sample_idx = batch["sample_idx"]
-    folded = [fold_views(t, sample_idx) for t in tensors]
+    folded = _fold(module, tensors, sample_idx, forward_name)
     n_views = len(folded[0])
     if exact_views is not None and n_views != exact_views:
         raise ValueError(
@@ -162,6 +165,49 @@ def fold_training_views(
             "views per sample (rows with equal sample_idx)."
         )
     return folded
+
+
+_LAYOUT_ATTRIBUTE = "_ssl_forwards_views_per_rows"
+
+
+def _fold(
+    module: Any, tensors: list[torch.Tensor], sample_idx: torch.Tensor, forward_name: str
+) -> list[list[torch.Tensor]]:
+    """``ssl_data.fold_views`` of each tensor, without reading the device in steady state.
+
+    Counting the views per sample needs a host read, so the count is learnt once per batch
+    size (``ssl_data.fold_views`` checks that batch) and remembered on the module; later
+    batches of that size are folded by one stable sort, and their layout (every sample has
+    that many views) is checked on the device with ``module.defer_check`` (ssl_core.Module),
+    read at its next check point.
+    """
+    rows = int(sample_idx.shape[0])
+    known: dict[int, int] | None = None
+    if module is not None:
+        known = vars(module).setdefault(_LAYOUT_ATTRIBUTE, {})
+    n_views = known.get(rows) if known is not None else None
+    defer = getattr(module, "defer_check", None)
+    if n_views is None or defer is None or sample_idx.ndim != 1 or rows % n_views:
+        folded = [fold_views(t, sample_idx) for t in tensors]
+        if known is not None:
+            known[rows] = len(folded[0])
+        return folded
+    if any(t.shape[0] != rows for t in tensors):
+        return [fold_views(t, sample_idx) for t in tensors]  # fold_views raises naming the fix
+    sorted_idx, order = torch.sort(sample_idx, stable=True)
+    grid = sorted_idx.view(rows // n_views, n_views)
+    bad = (grid != grid[:, :1]).any() | (grid[1:, 0] <= grid[:-1, 0]).any()
+    defer(
+        bad,
+        f"{forward_name}: samples stopped having {n_views} views each (earlier batches of "
+        f"{rows} rows had); keep each sample's views in one batch and the number of views "
+        "fixed (ssl_data.MultiViewAugment and RepeatedRandomSampler do)",
+    )
+    gather = order.view(rows // n_views, n_views).t().reshape(-1)
+    return [
+        list(t.index_select(0, gather.to(t.device)).view(n_views, -1, *t.shape[1:]).unbind(0))
+        for t in tensors
+    ]
 
 
 def mean_over_view_pairs(
@@ -224,6 +270,7 @@ def joint_embedding_forward(
         forward_name,
         exact_views=exact_views,
         min_views=min_views,
+        module=self,
     )
     out["loss"] = mean_over_view_pairs(loss_fn, views, forward_name, loss_name)
     return out

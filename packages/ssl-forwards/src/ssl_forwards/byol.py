@@ -81,7 +81,9 @@ def byol_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
     predictions = predictor(projector.forward_student(backbone.forward_student(image)))
     with torch.no_grad():
         targets = projector.forward_teacher(teacher_features).detach()
-    (p0, p1), (t0, t1) = fold_training_views([predictions, targets], batch, _NAME, exact_views=2)
+    (p0, p1), (t0, t1) = fold_training_views(
+        [predictions, targets], batch, _NAME, exact_views=2, module=self
+    )
     loss = (
         as_scalar(loss_fn(p0, t1), _NAME, "byol_loss")
         + as_scalar(loss_fn(p1, t0), _NAME, "byol_loss")

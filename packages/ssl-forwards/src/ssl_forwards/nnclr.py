@@ -123,7 +123,7 @@ def nnclr_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any
         )
     support = _support_set(self, size, dim, like=projections)
     views, predictions = fold_training_views(
-        [projections, predictor(projections)], batch, _NAME, min_views=2
+        [projections, predictor(projections)], batch, _NAME, min_views=2, module=self
     )
     if support.shape[0] == 0:
         positives = views
