@@ -40,7 +40,14 @@ class Module(pl.LightningModule):
     Each step returns the forward's output dict, which callbacks receive as ``outputs``.
     ``training_step`` requires a scalar, finite ``"loss"`` (unless ``optim=False``); every scalar
     tensor of the output is logged as ``{stage}/{key}``: per epoch for val/test, and for train per
-    step as ``train/{key}`` plus the epoch mean as ``train/{key}_epoch``.
+    step as ``train/{key}`` plus the epoch mean as ``train/{key}_epoch``; the progress bar's
+    ``loss`` is refreshed in the batches Lightning logs.
+
+    A training step reads nothing on the host (no GPU stall): the loss's finiteness and the
+    forwards' :meth:`defer_check` conditions stay on the device until the next check point
+    (the first batch, every ``log_every_n_steps`` steps, epoch ends, checkpoint saves), which
+    raises :class:`~ssl_core.NonFiniteLossError` naming the first non-finite step; no
+    checkpoint is written after that step.
 
     Optimisation is automatic (Lightning's), so ``accumulate_grad_batches``,
     ``gradient_clip_val``, mixed precision and DDP work unchanged. Several optimisers (``optim``
