@@ -53,8 +53,8 @@ def _read_name(func: Any, args: tuple, kwargs: dict) -> str | None:
         repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
         if isinstance(repeats, torch.Tensor):
             return "repeat_interleave(tensor repeats)"
-    if name == "to" and any(str(a) == "cpu" for a in (*args[1:], kwargs.get("device"))):
-        return "to(cpu)"
+    if name == "to" and "cpu" in (*args[1:], kwargs.get("device")):
+        return "to('cpu')"  # a literal host target (not a device variable that is the CPU here)
     if name in ("tensor", "as_tensor") and kwargs.get("device") is not None:
         return f"{name}(device=...)"  # a blocking host-to-device copy
     return None
@@ -78,8 +78,9 @@ class SyncProbe:
                 read = _read_name(func, args, kwargs)
                 if read is not None and probe.hook is not None:
                     stack = traceback.extract_stack()[:-1]
-                    # non-capturable torch optimisers keep their step counter on the host
-                    if not any("torch/optim" in f.filename for f in stack):
+                    # non-capturable torch optimisers keep their step counter on the host (the
+                    # training step itself runs inside optimizer.step(closure): not excluded)
+                    if "torch/optim" not in stack[-1].filename:
                         own = [f for f in stack if "/torch/" not in f.filename]
                         where = f"{own[-1].filename.rsplit('/', 1)[-1]}:{own[-1].lineno}"
                         probe.counts[(probe.batch, probe.hook, read, where)] += 1

@@ -323,7 +323,6 @@ def test_byol_needs_teacher_student_wrappers(flat_batch) -> None:
 
 def test_fold_reads_the_device_once_per_batch_size_and_defers_the_layout_check():
     from ssl_data import fold_views
-
     from ssl_forwards._common import fold_training_views
 
     module = ssl_core.Module(forward=lambda self, b, s: {}, optim=False)
