@@ -20,7 +20,6 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-import ssl_callbacks._keys
 from ssl_train import compose
 from ssl_train.runner import build, prepare
 
@@ -146,7 +145,6 @@ TINY = [
 PROGRESS_BAR_CONVERSION = "apply_func.py"
 # ssl-data's fused augmentation asks the host whether any row gets colour jitter/grayscale.
 AUGMENT = "Module.on_after_batch_transfer"
-CALLBACKS_FIXED = hasattr(ssl_callbacks._keys, "label_dtype")
 
 
 @pytest.fixture(scope="module")
@@ -207,12 +205,6 @@ def test_module_forwards_and_app_callbacks_read_nothing_outside_log_batches(meth
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    not CALLBACKS_FIXED,
-    reason="ssl-callbacks on this tree reads labels on the host each batch (fixed on the "
-    "callbacks branch: remove this mark once it is merged)",
-    strict=True,
-)
 def test_every_callback_of_a_default_run_reads_nothing_outside_log_batches(runs):
     probe, _, _ = runs("simclr")
     assert _reads(probe, our_only=False) == {}
