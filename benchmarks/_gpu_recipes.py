@@ -111,7 +111,7 @@ VARIANTS = [
 
 
 def dino_available() -> bool:
-    """Hook for the DINO ViT-S/16 2x224 + 6x96 multi-crop setting (batch 128).
+    """Hook for the DINO ViT-S/16 2x224 + 6x96 multi-crop setting (batch 128); not written yet.
 
     Add ``Setting("dino vit-s/16 2x224+6x96 b128", "dino", "vit_small_patch16_224", 224, 128)``
     to :data:`SETTINGS` and a ``"dino"`` branch to :func:`build_model` once

@@ -47,5 +47,5 @@ def test_tiny_run_writes_a_row_per_setting_variant_and_runner(tmp_path):
     assert f"{ratio:.3f}" in bf16[0]
     extras = {e["setting"]: e for e in result["extras"]}
     assert "no CUDA" in next(iter(extras.values()))["sync_debug"]
-    assert any("dino_forward" in e.get("skipped", "") for e in result["extras"])
+    assert "dino_available" in extras["dino vit-s/16 2x224+6x96 b128"]["skipped"]
     assert next(iter(extras.values()))["augment_ms_ours"] > 0
