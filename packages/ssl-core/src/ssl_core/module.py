@@ -50,10 +50,7 @@ class Module(pl.LightningModule):
     checkpoint is written after that step.
 
     Optimisation is automatic (Lightning's), so ``accumulate_grad_batches``,
-    ``gradient_clip_val``, mixed precision and DDP work unchanged. Several optimisers (``optim``
-    given as several specs) are wrapped in one :class:`~ssl_core.optim.MultiOptimizer`: one
-    closure (forward + backward) per step, then every optimiser steps; each scheduler steps at
-    its own ``interval``, and ``global_step`` counts optimisation steps as with one optimiser.
+    ``gradient_clip_val``, mixed precision and DDP work unchanged.
 
     Args:
         *args: Not accepted; every argument is a keyword argument.
