@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ssl_losses._checks import check_positive
 
 
 def check_epoch(owner: str, epoch: object) -> int:
@@ -78,3 +82,67 @@ def cross_view_cross_entropy(
         per_sample = term if per_sample is None else per_sample + term
     n_pairs = len(targets) * len(logits) - min(len(targets), len(logits))
     return -per_sample, n_pairs
+
+
+class CenteredDistillation(nn.Module):
+    """Shared settings of DINO's and iBOT's losses: temperatures, the schedule, the centre.
+
+    Args:
+        out_dim: Width of the head's output (the centre's last dimension).
+        teacher_temp: Teacher temperature after the warm-up.
+        warmup_teacher_temp: Teacher temperature at epoch 0.
+        warmup_teacher_temp_epochs: Epochs of the linear warm-up.
+        student_temp: Student temperature.
+        center_momentum: EMA momentum of the centre.
+        gather_distributed: Whether the centre's batch mean is taken over all ranks.
+        group: Process group of that mean (default: the world).
+        center_shape: Leading shape of the centre buffer (``(1,)`` or ``(1, 1)``).
+        what: What ``out_dim`` is the width of, for the error message.
+    """
+
+    center: torch.Tensor
+
+    def __init__(
+        self,
+        out_dim: int,
+        teacher_temp: float,
+        warmup_teacher_temp: float,
+        warmup_teacher_temp_epochs: int,
+        student_temp: float,
+        center_momentum: float,
+        gather_distributed: bool,
+        group: Any,
+        center_shape: tuple[int, ...],
+        what: str,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
+            raise ValueError(
+                f"{owner}: out_dim must be a positive integer ({what}), got {out_dim!r}"
+            )
+        self.out_dim = out_dim
+        self.teacher_temp = check_positive(owner, "teacher_temp", teacher_temp)
+        self.warmup_teacher_temp = check_positive(owner, "warmup_teacher_temp", warmup_teacher_temp)
+        self.warmup_teacher_temp_epochs = check_warmup_epochs(owner, warmup_teacher_temp_epochs)
+        self.student_temp = check_positive(owner, "student_temp", student_temp)
+        self.center_momentum = check_momentum(owner, center_momentum)
+        self.gather_distributed = gather_distributed
+        self.group = group
+        self.register_buffer("center", torch.zeros(*center_shape, out_dim))
+
+    def extra_repr(self) -> str:
+        """Hyper-parameters shown by ``repr``."""
+        return (
+            f"out_dim={self.out_dim}, teacher_temp={self.teacher_temp}, "
+            f"warmup_teacher_temp={self.warmup_teacher_temp}, "
+            f"warmup_teacher_temp_epochs={self.warmup_teacher_temp_epochs}, "
+            f"student_temp={self.student_temp}, center_momentum={self.center_momentum}"
+        )
+
+    def teacher_temperature(self, epoch: int) -> float:
+        """Teacher temperature used at ``epoch`` (the linear warm-up, then constant)."""
+        epoch = check_epoch(type(self).__name__, epoch)
+        return warmup_temperature(
+            epoch, self.warmup_teacher_temp, self.teacher_temp, self.warmup_teacher_temp_epochs
+        )

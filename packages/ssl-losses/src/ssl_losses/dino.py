@@ -6,22 +6,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ssl_losses._checks import check_positive, check_views, compute_dtype
+from ssl_losses._checks import check_views, compute_dtype
 from ssl_losses._distill import (
-    check_epoch,
-    check_momentum,
-    check_warmup_epochs,
+    CenteredDistillation,
     cross_view_cross_entropy,
-    warmup_temperature,
 )
 from ssl_losses._reduce import global_mean, global_row_mean
 
 __all__ = ["DINOLoss"]
 
 
-class DINOLoss(nn.Module):
+class DINOLoss(CenteredDistillation):
     """DINO loss as the official code (facebookresearch/dino ``main_dino.py`` ``DINOLoss``).
 
     For teacher logits ``t_i`` (global views) and student logits ``s_v`` (global views first,
@@ -56,8 +52,6 @@ class DINOLoss(nn.Module):
         >>> loss.backward()
     """
 
-    center: torch.Tensor
-
     def __init__(
         self,
         out_dim: int,
@@ -69,37 +63,17 @@ class DINOLoss(nn.Module):
         gather_distributed: bool = True,
         group: Any = None,
     ) -> None:
-        super().__init__()
-        owner = type(self).__name__
-        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
-            raise ValueError(
-                f"{owner}: out_dim must be a positive integer (the head's output size), "
-                f"got {out_dim!r}"
-            )
-        self.out_dim = out_dim
-        self.teacher_temp = check_positive(owner, "teacher_temp", teacher_temp)
-        self.warmup_teacher_temp = check_positive(owner, "warmup_teacher_temp", warmup_teacher_temp)
-        self.warmup_teacher_temp_epochs = check_warmup_epochs(owner, warmup_teacher_temp_epochs)
-        self.student_temp = check_positive(owner, "student_temp", student_temp)
-        self.center_momentum = check_momentum(owner, center_momentum)
-        self.gather_distributed = gather_distributed
-        self.group = group
-        self.register_buffer("center", torch.zeros(1, out_dim))
-
-    def extra_repr(self) -> str:
-        """Hyper-parameters shown by ``repr``."""
-        return (
-            f"out_dim={self.out_dim}, teacher_temp={self.teacher_temp}, "
-            f"warmup_teacher_temp={self.warmup_teacher_temp}, "
-            f"warmup_teacher_temp_epochs={self.warmup_teacher_temp_epochs}, "
-            f"student_temp={self.student_temp}, center_momentum={self.center_momentum}"
-        )
-
-    def teacher_temperature(self, epoch: int) -> float:
-        """Teacher temperature used at ``epoch`` (the linear warm-up, then constant)."""
-        epoch = check_epoch(type(self).__name__, epoch)
-        return warmup_temperature(
-            epoch, self.warmup_teacher_temp, self.teacher_temp, self.warmup_teacher_temp_epochs
+        super().__init__(
+            out_dim,
+            teacher_temp,
+            warmup_teacher_temp,
+            warmup_teacher_temp_epochs,
+            student_temp,
+            center_momentum,
+            gather_distributed,
+            group,
+            center_shape=(1,),
+            what="the head's output size",
         )
 
     def forward(
