@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _result_files import git_commit, result_mode, shown
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -310,17 +312,6 @@ def run_benchmark(bench: Benchmark, quick: bool, results: Path) -> dict[str, Any
     }
 
 
-def git_commit() -> str:
-    """The checked-out commit (short hash), or ``unknown``."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        )
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def collect(results: Path, runs: dict[str, dict[str, Any]]) -> list[Headline]:
     """Headlines of every benchmark whose JSON exists under ``results``."""
     lines: list[Headline] = []
@@ -344,48 +335,6 @@ def collect(results: Path, runs: dict[str, dict[str, Any]]) -> list[Headline]:
     return lines
 
 
-def _file_date(path: Path) -> str:
-    """When a result file was written: its last commit, or its mtime if it changed since.
-
-    A fresh clone gives every file today's mtime, so committed files take their commit date.
-    """
-    mtime = time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
-    try:
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", str(path)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        committed = subprocess.run(
-            ["git", "log", "-1", "--format=%cs", "--", str(path)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return mtime
-    return mtime if dirty or not committed else committed
-
-
-def _mode(results: Path, name: str, ran_quick: bool | None) -> str:
-    path = results / f"{name}.json"
-    if not path.exists():
-        return "-"
-    data = json.loads(path.read_text())
-    flag = data.get("quick", data.get("tiny", data.get("meta", {}).get("smoke")))
-    if flag is None and results.name == "quick":
-        flag = True
-    if ran_quick is not None:  # run by this invocation (not every script records the flag)
-        flag = ran_quick
-    when = data.get("date") or _file_date(path)
-    return f"{'quick' if flag else 'full'}, {when}"
-
-
-def _shown(path: Path) -> str:
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def markdown(lines: list[Headline], results: Path, runs: dict[str, dict[str, Any]]) -> str:
     """The summary page."""
     met = sum(h.status == "met" for h in lines)
@@ -394,7 +343,7 @@ def markdown(lines: list[Headline], results: Path, runs: dict[str, dict[str, Any
         "# Benchmark summary",
         "",
         f"Commit `{git_commit()}`, written {time.strftime('%Y-%m-%d %H:%M')} from the JSON files "
-        f"in `{_shown(results)}`: {met} of {goals} goals met. Ratios are measured "
+        f"in `{shown(results)}`: {met} of {goals} goals met. Ratios are measured "
         "against a baseline timed in the same run (see each script's docstring).",
         "",
         "| benchmark | measured | value | goal | status |",
@@ -410,7 +359,7 @@ def markdown(lines: list[Headline], results: Path, runs: dict[str, dict[str, Any
         seconds = runs.get(bench.name, {}).get("seconds")
         took = "-" if seconds is None else f"{seconds:.0f} s"
         ran_quick = runs[bench.name]["quick"] if bench.name in runs else None
-        mode = _mode(results, bench.name, ran_quick)
+        mode = result_mode(results, bench.name, ran_quick)
         page.append(f"| `{bench.name}.json` | {mode} | {took} |")
     page.append("")
     return "\n".join(page)
