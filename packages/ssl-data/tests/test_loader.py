@@ -43,6 +43,17 @@ def test_loader_settings_are_honoured_and_checked() -> None:
         make_loader(_dataset(), 32, drop_last=True)
 
 
+def test_limit_reads_only_the_first_samples_in_batches_of_one_gather() -> None:
+    loader = make_loader(_dataset(), 4, shuffle=True, seed=2, limit=10)
+    batches = list(loader)
+    assert [len(b["sample_idx"]) for b in batches] == [4, 4, 2]
+    assert sorted(i for b in batches for i in b["sample_idx"].tolist()) == list(range(10))
+    assert batches[0]["image"].dtype == torch.uint8 and batches[0]["image"].shape == (4, 1, 8, 8)
+    assert batches[0]["label"].tolist() == [i % 3 for i in batches[0]["sample_idx"].tolist()]
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        make_loader(_dataset(), 4, limit=0)
+
+
 def test_in_memory_path_runs_the_whole_recipe_batched() -> None:
     views = presets.simclr_views(8, mean=(0.5,), std=(0.5,), seed=1)
     dm = ssl_data.DataModule(

@@ -15,7 +15,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "DataModule",
-    "InMemoryLoader",
     "RunResult",
     "compose",
     "evaluate",
@@ -28,13 +27,12 @@ _EXPORTS = {
     "RunResult": "ssl_train.runner",
     "run": "ssl_train.runner",
     "DataModule": "ssl_train.data",
-    "InMemoryLoader": "ssl_train.data",
     "evaluate": "ssl_train.evaluation.api",
 }
 
 if TYPE_CHECKING:
     from ssl_train.config import ConfigError, compose
-    from ssl_train.data import DataModule, InMemoryLoader
+    from ssl_train.data import DataModule
     from ssl_train.evaluation.api import evaluate
     from ssl_train.runner import RunResult, run
 

@@ -76,12 +76,12 @@ def extract_features(
     Raises:
         ValueError: The dataset has no labels.
     """
+    from ssl_data.loader import make_loader
     from ssl_data.presets import eval_transform
-    from ssl_train.data import InMemoryLoader
 
     dev = resolve_device(device)
     transform = eval_transform(int(image_size), mean, std)
-    loader = InMemoryLoader(dataset, batch_size=batch_size, shuffle=False, limit=limit)
+    loader = make_loader(dataset, batch_size, limit=limit)  # workers decode files, if any
     if model is not None:
         model = model.to(dev).eval()
     feats: list[torch.Tensor] = []
