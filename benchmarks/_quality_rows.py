@@ -51,10 +51,10 @@ class Catalog:
             for p in sorted((conf_dir / "method").glob("*.yaml"))
             if not p.stem.startswith("_")
         }
-        backbones = {}
-        for p in sorted((conf_dir / "backbone").glob("*.yaml")):
-            node = yaml.safe_load(p.read_text()) or {}
-            backbones[p.stem] = str(node.get("_target_", "")).endswith("from_timm")
+        backbones = {
+            p.stem: _backbone_target(conf_dir / "backbone", p.stem).endswith("from_timm")
+            for p in sorted((conf_dir / "backbone").glob("*.yaml"))
+        }
         return cls(methods, backbones)
 
     def selectable(self) -> list[str]:
@@ -72,6 +72,19 @@ class Catalog:
             if self._is_vit_recipe(name) and own is not None:
                 out.append(f"{name.removesuffix(VIT_RECIPE_SUFFIX)}@{own}")
         return out
+
+
+def _backbone_target(folder: Path, name: str, depth: int = 0) -> str:
+    """A backbone config's ``_target_``, inherited from the configs in its defaults list."""
+    if depth > 8:
+        raise ValueError(f"backbone config {name}: defaults nest deeper than 8 levels.")
+    path = folder / f"{name}.yaml"
+    node = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    target = str(node.get("_target_", ""))
+    for entry in node.get("defaults", []):
+        if not target and isinstance(entry, str) and entry != "_self_":
+            target = _backbone_target(folder, entry, depth + 1)
+    return target
 
 
 def _own_backbone(folder: Path, name: str, depth: int = 0) -> str | None:

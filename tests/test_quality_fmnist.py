@@ -45,8 +45,9 @@ def catalog(tmp_path):
     _write(method / "ibot.yaml", "defaults:\n  - dino_vit\n  - _self_\n")
     _write(backbone / f"{DEFAULT}.yaml", "defaults:\n  - small_resnet_wide\n  - _self_\n")
     _write(backbone / "small_resnet_wide.yaml", "_target_: ssl_core.backbone.SmallResNet\n")
-    for name in ("vit_tiny", "vit_small"):
-        _write(backbone / f"{name}.yaml", "_target_: ssl_core.backbone.from_timm\n")
+    _write(backbone / "vit_tiny.yaml", "_target_: ssl_core.backbone.from_timm\n")
+    # a ViT known only through its parent, as the app's vit_small and vit_pico are
+    _write(backbone / "vit_small.yaml", "defaults:\n  - vit_tiny\n  - _self_\ndepth: 4\n")
     return rows_mod.Catalog.from_conf(tmp_path)
 
 
@@ -136,6 +137,8 @@ def test_the_apps_methods_select_the_default_backbone_and_their_vit_recipes():
         assert (sel.name, sel.config, sel.backbone) == (sel.method, sel.method, DEFAULT)
     vit = rows_mod.parse_selector("dino@vit_tiny", catalog, DEFAULT)
     assert (vit.config, vit.vit, vit.name) == ("dino_vit", True, "dino (vit_tiny)")
+    pico = rows_mod.parse_selector("mae@vit_pico", catalog, DEFAULT)
+    assert (pico.config, pico.vit, pico.name) == ("mae", True, "mae (vit_pico)")
 
 
 def _old_file():
