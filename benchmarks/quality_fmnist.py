@@ -61,6 +61,7 @@ from _quality_rows import (
     upgrade,
 )
 from _quality_train import train
+from _result_files import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -188,14 +189,13 @@ def add_baselines(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[
     return rows
 
 
-def git_commit() -> str:
-    """The checked-out commit, ``+dirty`` when the tree has uncommitted changes."""
+def commit_of_tree() -> str:
+    """The checked-out commit (:func:`_result_files.git_commit`), ``+dirty`` when tracked files
+    other than this benchmark's own results have uncommitted changes."""
+    commit = git_commit()
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
+        # what the benchmark writes is not what it measures: benchmarks/results is left out
         dirty = subprocess.run(
-            # the results files this benchmark writes are not part of what it measures
             [
                 "git",
                 "status",
@@ -210,8 +210,8 @@ def git_commit() -> str:
             text=True,
         ).stdout.strip()
     except OSError:
-        return "unknown"
-    return f"{commit}+dirty" if dirty else commit or "unknown"
+        return commit
+    return f"{commit}+dirty" if dirty and commit != "unknown" else commit
 
 
 def run_meta(args: argparse.Namespace, old: dict[str, Any], total_s: float) -> dict[str, Any]:
@@ -288,7 +288,7 @@ def parse_args(catalog: Catalog) -> argparse.Namespace:
     args.results = args.results or (
         args.out / "quality_fmnist_smoke" if args.smoke else RESULTS / "quality_fmnist"
     )
-    args.commit, args.date = git_commit(), time.strftime("%Y-%m-%d %H:%M")
+    args.commit, args.date = commit_of_tree(), time.strftime("%Y-%m-%d %H:%M")
     return args
 
 
