@@ -218,6 +218,50 @@ def test_ibot_patch_loss_only_on_masked_tokens():
     assert out["embedding"].shape == (8, DIM)
 
 
+def test_ibot_student_head_on_masked_tokens_only_keeps_loss_and_gradients(monkeypatch):
+    import ssl_forwards.ibot as ibot_module
+
+    def run(module):
+        out = module(_two_view_batch(), "train")
+        out["loss"].backward()
+        params = list(module.backbone.student.parameters()) + list(module.projector.parameters())
+        return out, [p.grad.clone() for p in params if p.grad is not None]
+
+    masked_head_tokens = ibot_module._masked_head_tokens
+    masked_out, masked_grads = run(_ibot(ibot_patch_loss=ssl_losses.iBOTPatchLoss(10)))
+    monkeypatch.setattr(
+        ibot_module,
+        "_masked_head_tokens",
+        lambda c, h, t, m, e: ibot_module._head_tokens(c, h, t, e),
+    )
+    full_out, full_grads = run(_ibot(ibot_patch_loss=ssl_losses.iBOTPatchLoss(10)))
+    assert torch.equal(masked_out["ibot_mask"], full_out["ibot_mask"])
+    torch.testing.assert_close(masked_out["loss"], full_out["loss"])
+    assert len(masked_grads) == len(full_grads) > 0
+    for g_masked, g_full in zip(masked_grads, full_grads, strict=True):
+        torch.testing.assert_close(g_masked, g_full)
+    head = ssl_core.TeacherStudentWrapper(_Head())
+    rows = []
+    head.student.fc.register_forward_hook(lambda mod, args, out: rows.append(args[0].shape[0]))
+    tokens = torch.randn(8, L, DIM)
+    mask = masked_out["ibot_mask"]
+    got = masked_head_tokens(head.forward_student, head, tokens, mask, 0)
+    assert rows == [int(mask.sum())] and rows[0] < mask.numel()
+    assert got[~mask].abs().max() == 0
+    torch.testing.assert_close(got[mask], head.student.fc(tokens[mask]))
+
+
+def test_ibot_head_with_batch_norm_sees_every_token():
+    import ssl_forwards.ibot as ibot_module
+
+    head = ssl_core.TeacherStudentWrapper(nn.Sequential(nn.Linear(DIM, 10), nn.BatchNorm1d(10)))
+    tokens = torch.randn(8, L, DIM)
+    mask = torch.zeros(8, L, dtype=torch.bool)
+    mask[:, :2] = True
+    got = ibot_module._masked_head_tokens(head.forward_student, head, tokens, mask, 0)
+    torch.testing.assert_close(got, head.student(tokens.reshape(-1, DIM)).reshape(8, L, 10))
+
+
 def test_ibot_student_sees_the_masks_and_teacher_the_full_image():
     module = _ibot(ibot_patch_loss=ssl_losses.iBOTPatchLoss(10))
     seen = {"student": [], "teacher": []}

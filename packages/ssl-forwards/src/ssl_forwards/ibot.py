@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from ssl_data.masks import BlockMasking
 from ssl_forwards._common import (
@@ -36,6 +37,22 @@ def _head_tokens(call: Any, head: Any, tokens: torch.Tensor, epoch: int) -> torc
     return head_call(call, head, tokens.reshape(b * length, d), epoch).reshape(b, length, -1)
 
 
+def _masked_head_tokens(
+    call: Any, head: Any, tokens: torch.Tensor, mask: torch.Tensor, epoch: int
+) -> torch.Tensor:
+    """The student head on the masked tokens only, zeros elsewhere: same loss and gradients.
+
+    The patch loss weighs every unmasked token by 0, so running the head there is wasted work
+    (most of an iBOT step on a small ViT). A head with batch norm in training mode sees all
+    tokens, as in the official code, because its batch statistics depend on them.
+    """
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in head.modules()):
+        return _head_tokens(call, head, tokens, epoch)
+    selected = head_call(call, head, tokens[mask], epoch)
+    zeros = selected.new_zeros(*mask.shape, selected.shape[-1])
+    return zeros.index_put((mask,), selected)
+
+
 def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]:
     """Forward function for iBOT.
 
@@ -56,7 +73,8 @@ def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
     Training batches hold the global views in ``image`` (at least 2 per sample, folded by
     ``sample_idx``) and optionally local crops in ``local_image``/``local_sample_idx``. The
     teacher sees the full global views; the student sees them with block-masked patches replaced
-    by the backbone's mask token, and the local crops unmasked. ``loss = lambda1 *
+    by the backbone's mask token, and the local crops unmasked; the student's head runs on the
+    masked patch tokens only (the patch loss ignores the others). ``loss = lambda1 *
     dino_loss(student CLS of all views, teacher CLS of the global views) + lambda2 *
     ibot_patch_loss(student patches, teacher patches, masks)``. ``embedding`` is the teacher's
     pooled output of ``image`` in every stage.
@@ -108,7 +126,7 @@ def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
         t_patch = _head_tokens(head.forward_teacher, head, teacher_tokens["patches"], epoch)
     student = backbone.student.forward_tokens(image, mask=mask)
     s_cls = head_call(head.forward_student, head, student["cls"], epoch)
-    s_patch = _head_tokens(head.forward_student, head, student["patches"], epoch)
+    s_patch = _masked_head_tokens(head.forward_student, head, student["patches"], mask, epoch)
     t_cls_v, s_cls_v, t_patch_v, s_patch_v, mask_v = fold_training_views(
         [t_cls, s_cls, t_patch, s_patch, mask], batch, _NAME, min_views=2
     )
