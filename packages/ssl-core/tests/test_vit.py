@@ -238,3 +238,24 @@ def test_dino_head_has_an_ema_teacher() -> None:
         wrapper.teacher.parameters(), wrapper.student.parameters(), before, strict=True
     ):
         torch.testing.assert_close(t, 0.996 * b + 0.004 * s)
+
+
+def _fused_flags(net: ViTBackbone) -> set[bool]:
+    return {m.fused_attn for m in net.model.modules() if hasattr(m, "fused_attn")}
+
+
+def test_attention_kernel_auto_is_explicit_on_cpu_and_equals_the_fused_one() -> None:
+    auto, fused = tiny_vit(), tiny_vit(attention="fused")
+    math = tiny_vit(attention="math")
+    fused.load_state_dict(auto.state_dict())
+    math.load_state_dict(auto.state_dict())
+    x = torch.randn(4, 1, 16, 16)
+    out = auto(x)
+    assert _fused_flags(auto) == {False}  # CPU input: timm's explicit softmax(q k^T) v
+    torch.testing.assert_close(out, fused(x))
+    torch.testing.assert_close(out, math(x))
+    assert _fused_flags(fused) == {True} and _fused_flags(math) == {False}
+    auto.attention.apply(auto.model, "cuda")  # what a CUDA batch selects, without a GPU
+    assert _fused_flags(auto) == {True}
+    with pytest.raises(ValueError, match="attention must be one of auto, fused, math"):
+        tiny_vit(attention="flash")

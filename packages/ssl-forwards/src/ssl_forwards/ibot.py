@@ -121,16 +121,29 @@ def ibot_forward(self: Any, batch: dict[str, Any], stage: str) -> dict[str, Any]
         )
     mask = masking(image.shape[0], grid_of(backbone.student, image), device=image.device)
     epoch = current(self, "current_epoch")
-    with torch.no_grad():
-        t_cls = head.forward_teacher(teacher_tokens["cls"])
-        t_patch = _head_tokens(head.forward_teacher, head, teacher_tokens["patches"], epoch)
     student = backbone.student.forward_tokens(image, mask=mask)
-    s_cls = head_call(head.forward_student, head, student["cls"], epoch)
-    s_patch = _masked_head_tokens(head.forward_student, head, student["patches"], mask, epoch)
-    t_cls_v, s_cls_v, t_patch_v, s_patch_v, mask_v = fold_training_views(
-        [t_cls, s_cls, t_patch, s_patch, mask], batch, _NAME, min_views=2
+    # Views are folded before the head: the tokens are D wide, the head's logits out_dim wide.
+    t_cls_v, s_cls_v, t_tok_v, s_tok_v, mask_v = fold_training_views(
+        [
+            teacher_tokens["cls"],
+            student["cls"],
+            teacher_tokens["patches"],
+            student["patches"],
+            mask,
+        ],
+        batch,
+        _NAME,
+        min_views=2,
     )
     n_samples = t_cls_v[0].shape[0]
+    views = len(t_cls_v)
+    mask_all = torch.cat(mask_v)
+    with torch.no_grad():  # one head call per role over all views, as the official code
+        t_cls_v = head.forward_teacher(torch.cat(t_cls_v)).chunk(views)
+        t_patch = _head_tokens(head.forward_teacher, head, torch.cat(t_tok_v), epoch)
+    s_cls_v = list(head_call(head.forward_student, head, torch.cat(s_cls_v), epoch).chunk(views))
+    s_patch = _masked_head_tokens(head.forward_student, head, torch.cat(s_tok_v), mask_all, epoch)
+    t_patch_v, s_patch_v = list(t_patch.chunk(views)), list(s_patch.chunk(views))
     local = local_views(batch, _NAME, n_samples)
     if local is not None:
         local_image, local_idx = local

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssl_core.backbone.attention import AttentionKernel
+
 _INSTALL_HINT = (
     "ssl_core.backbone.from_timm needs timm, an optional dependency of ssl-core: install it "
     "with `pip install 'ssl-core[timm]'` (or `uv add timm`)."
@@ -47,6 +49,9 @@ class ViTBackbone(nn.Module):
     Args:
         model: A timm ``VisionTransformer`` built with ``num_classes=0`` and
             ``dynamic_img_size=True``.
+        attention: Attention kernel: ``"auto"`` (torch's fused kernel on accelerators, timm's
+            explicit one on CPUs, where it is faster for small images), ``"fused"`` or
+            ``"math"``; see :class:`~ssl_core.backbone.attention.AttentionKernel`.
 
     Attributes:
         model: The wrapped timm model.
@@ -65,8 +70,9 @@ class ViTBackbone(nn.Module):
         torch.Size([2, 16, 192])
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, attention: str = "auto") -> None:
         super().__init__()
+        self.attention = AttentionKernel(attention)
         for name in ("patch_embed", "blocks", "norm", "_pos_embed", "forward_head"):
             if not hasattr(model, name):
                 raise TypeError(
@@ -148,6 +154,7 @@ class ViTBackbone(nn.Module):
     def _encode(
         self, x: torch.Tensor, keep: torch.Tensor | None, mask: torch.Tensor | None
     ) -> torch.Tensor:
+        self.attention.apply(self.model, x.device.type)
         tokens = self._embed(x, mask)
         if keep is not None:
             tokens = self._keep(tokens, keep)
@@ -195,6 +202,7 @@ def from_timm(
     patch_size: int | None = None,
     in_channels: int = 3,
     pretrained: bool = False,
+    attention: str = "auto",
     **timm_kwargs: Any,
 ) -> ViTBackbone:
     """Build a timm Vision Transformer as a :class:`ViTBackbone` (no classifier).
@@ -206,6 +214,8 @@ def from_timm(
         patch_size: Patch side, overriding the name's (``4`` for 28-32 px images).
         in_channels: Input channels (``1`` for grayscale).
         pretrained: Load timm's pretrained weights (needs network access to the weights hub).
+        attention: Attention kernel, ``"auto"``, ``"fused"`` or ``"math"`` (see
+            :class:`ViTBackbone`).
         **timm_kwargs: Passed to ``timm.create_model`` (``drop_path_rate``, ``depth``,
             ``embed_dim``...).
 
@@ -265,7 +275,7 @@ def from_timm(
         raise
     if not hasattr(model, "_pos_embed"):
         raise not_a_vit
-    backbone = ViTBackbone(model)
+    backbone = ViTBackbone(model, attention)
     if img_size is not None:
         backbone.patch_grid(*_pair(img_size))  # a training size the patches do not tile: fail now
     return backbone
