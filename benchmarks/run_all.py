@@ -10,6 +10,7 @@ Benchmarks (each a script in this folder that prints a table and writes JSON):
 | ``step_overhead.py`` | ``ssl_core.Module`` + Trainer images/s / hand-written loop | >= 0.97 |
 | ``forward_overhead.py`` | ``simclr_forward`` time / hand-written forward | informational |
 | ``small_map_conv.py`` | SmallResNet views/s with ``SmallMapConv2d`` / with ``nn.Conv2d`` | >= 1 |
+| ``vit_attention.py`` | small-image ViT images/s, explicit attention / fused (CPU) | >= 0.95 |
 
 ``data_pipeline.json``, ``gpu_throughput.json`` and ``quality_fmnist.json`` are summarised too
 when they exist (they are run on their own: ``data_pipeline.py`` generates 20k JPEGs,
@@ -36,6 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from _result_files import git_commit, result_mode, shown
+from _summaries import (
+    Headline,
+    summarise_augment,
+    summarise_data_pipeline,
+    summarise_forward_overhead,
+    summarise_gpu_throughput,
+    summarise_knn,
+    summarise_losses,
+    summarise_quality,
+    summarise_small_map_conv,
+    summarise_step_overhead,
+    summarise_vit_attention,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -51,223 +65,6 @@ class Benchmark:
     summarise: Callable[[dict[str, Any]], list[Headline]]
 
 
-@dataclass(frozen=True)
-class Headline:
-    """One line of the summary: a measured ratio against its goal."""
-
-    benchmark: str
-    what: str
-    value: str
-    goal: str
-    status: str  # "met", "not met" or "info"
-
-
-def _status(ok: bool) -> str:
-    return "met" if ok else "not met"
-
-
-def summarise_losses(data: dict[str, Any]) -> list[Headline]:
-    """Per loss and size: our time over the fastest peer's (goal <= 1) and over the reference."""
-    out = []
-    for row in data["rows"]:
-        what = f"{row['loss']} B={row['B']} d={row['d']}: ours / fastest peer (ours / reference)"
-        fastest = row.get("ratio_ours_over_fastest")
-        ref = row.get("ratio_ours_over_reference")
-        if fastest is None:
-            value, status = f"- ({ref:.3f})", "info"
-        else:
-            value, status = f"{fastest:.3f} ({ref:.3f})", _status(fastest <= 1.0)
-        out.append(Headline("losses", what, value, "<= 1.0", status))
-    return out
-
-
-def summarise_augment(data: dict[str, Any]) -> list[Headline]:
-    """Per image size: the best batched path's images/s over torchvision per-sample.
-
-    Only rows with the most workers count (all cores busy on both sides), and not the eager-ops
-    reference row.
-    """
-    out = []
-    workers = max(r["workers"] for r in data["rows"])
-    for size in sorted({r["size"] for r in data["rows"]}):
-        rows = [
-            r
-            for r in data["rows"]
-            if r["size"] == size
-            and "speedup" in r
-            and r["workers"] == workers
-            and "eager ops" not in r["method"]
-        ]
-        if not rows:
-            continue
-        best = max(rows, key=lambda r: r["speedup"])
-        what = f"{size} px: {best['method']} / torchvision per-sample ({best['workers']} workers)"
-        value = f"{best['speedup']:.1f}x"
-        out.append(Headline("augment", what, value, ">= 10x", _status(best["speedup"] >= 10)))
-    return out
-
-
-def summarise_knn(data: dict[str, Any]) -> list[Headline]:
-    """Torch brute force time over OnlineKNN's exact path; the epoch share of kNN + probe."""
-    bank = "x".join(str(v) for v in data["bank"])
-    path = data.get("ours_auto_backend", "faiss")
-    out = [
-        Headline(
-            "knn",
-            f"bank {bank}, {data['queries']} queries, k={data['k']}: torch brute force / "
-            f"OnlineKNN exact ({path}, CPU time)",
-            f"{data['speedup']:.2f}x",
-            ">= 2x",
-            _status(data["speedup"] >= 2),
-        )
-    ]
-    if "speedup_faiss_rebuild" in data:
-        out.append(
-            Headline(
-                "knn",
-                "same, faiss index rebuilt per epoch (the previous path)",
-                f"{data['speedup_faiss_rebuild']:.2f}x",
-                "informational",
-                "info",
-            )
-        )
-    if "ivf_speedup" in data:
-        out.append(
-            Headline(
-                "knn",
-                f"same, faiss {data.get('ivf_index', 'IVF')} (approximate, agreement "
-                f"{data.get('ivf_prediction_agreement', float('nan')):.4f})",
-                f"{data['ivf_speedup']:.2f}x",
-                "informational",
-                "info",
-            )
-        )
-    if "share" in data:
-        out.append(
-            Headline(
-                "knn",
-                f"default ssl-train epoch ({data['share_epoch_s']:.0f} s): OnlineKNN + "
-                "OnlineProbe share of the wall time",
-                f"{100 * data['share']:.1f}%",
-                "<= 5%",
-                _status(data["share"] <= 0.05),
-            )
-        )
-    return out
-
-
-def summarise_step_overhead(data: dict[str, Any]) -> list[Headline]:
-    """Module + Trainer throughput over the hand-written loop's (CPU time and wall)."""
-    out = []
-    for row in data["results"]:
-        if row["variant"] == "loop":
-            continue
-        cpu, wall = row["ratio_vs_loop_cpu_time"], row["ratio_vs_loop_wall"]
-        lean = row["variant"] == "module_lean"
-        out.append(
-            Headline(
-                "step_overhead",
-                f"{row['variant']} / hand-written loop, images per CPU-second (wall)",
-                f"{cpu:.3f} ({wall:.3f})",
-                ">= 0.97" if lean else "informational",
-                _status(cpu >= 0.97) if lean else "info",
-            )
-        )
-    return out
-
-
-def summarise_forward_overhead(data: dict[str, Any]) -> list[Headline]:
-    """``simclr_forward`` time over the hand-written forward's."""
-    ratio = data["ratio_simclr_forward_over_hand_written"]
-    return [
-        Headline(
-            "forward_overhead",
-            "simclr_forward / hand-written forward, time per step",
-            f"{ratio:.3f}",
-            "informational",
-            "info",
-        )
-    ]
-
-
-def summarise_gpu_throughput(data: dict[str, Any]) -> list[Headline]:
-    """Per setting: every variant's images/s over fp32."""
-    device = data.get("device", "?")
-    return [
-        Headline(
-            "gpu_throughput",
-            f"{r['setting']} on {device}: {r['variant']} / fp32 ({r['images_per_s']:.0f} images/s)",
-            f"{r['ratio_vs_fp32']:.2f}x",
-            "informational",
-            "info",
-        )
-        for r in data["rows"]
-        if "ratio_vs_fp32" in r and r["variant"] != "fp32"
-    ]
-
-
-def summarise_quality(data: dict[str, Any]) -> list[Headline]:
-    """Issue goals per row (``_quality_report.goals``): SSL rows on CNNs beat raw pixels on kNN-20
-    and linear, SSL rows on ViTs beat their random-init ViT by 5 linear points, the best SSL row
-    is within 3 points of supervised; rows the issues ask for and the file lacks: not measured."""
-    from _quality_report import ISSUE_ROWS, goals
-    from _quality_rows import upgrade
-
-    meta = data["meta"]
-    backbone = meta.get("backbone")
-    expected = ISSUE_ROWS if backbone == "small_resnet_wide_2x2" and not meta.get("smoke") else ()
-    return [
-        Headline(
-            "quality_fmnist",
-            f"{g.row}{'' if g.ok is None else ' (' + g.commit + ')'}",
-            g.value,
-            g.goal,
-            "not measured" if g.ok is None else _status(g.ok),
-        )
-        for g in goals(upgrade(data), backbone, expected)
-    ]
-
-
-def summarise_small_map_conv(data: dict[str, Any]) -> list[Headline]:
-    """SmallResNet fwd+bwd throughput with the dense 2x2 path over ``nn.Conv2d``'s."""
-    return [
-        Headline(
-            "small_map_conv",
-            f"SmallResNet {r['net']}: SmallMapConv2d / nn.Conv2d, views/s "
-            f"({r['dense_views_per_s']:.0f} vs {r['conv2d_views_per_s']:.0f})",
-            f"{r['speedup']:.2f}x",
-            ">= 1",
-            _status(r["speedup"] >= 1.0),
-        )
-        for r in data["small_resnet"]
-    ]
-
-
-def summarise_data_pipeline(data: dict[str, Any]) -> list[Headline]:
-    """Image folder: DataModule batches/s over torchvision ImageFolder + v2 (equal workers); RSS."""
-    out = []
-    for row in data["rows"]:
-        if "speedup_vs_torchvision" not in row:
-            continue
-        what = (
-            f"{data['files']} JPEGs, two-view SimCLR {data['view_size']} px, batch "
-            f"{data['batch']}: DataModule / torchvision ImageFolder + v2 ({row['workers']} workers)"
-        )
-        ratio = row["speedup_vs_torchvision"]
-        out.append(
-            Headline("data_pipeline", what, f"{ratio:.2f}x", ">= 1.5x", _status(ratio >= 1.5))
-        )
-    rss = data.get("peak_rss_mb", {})
-    if len(rss) >= 2:
-        small, large = sorted(rss, key=int)[0], sorted(rss, key=int)[-1]
-        growth = rss[large]["main_mb"] / rss[small]["main_mb"]
-        what = f"peak RSS (main) {large} vs {small} files"
-        out.append(
-            Headline("data_pipeline", what, f"{growth:.2f}x", "<= 1.1x", _status(growth <= 1.1))
-        )
-    return out
-
-
 BENCHMARKS = [
     Benchmark("losses", "--out", summarise_losses),
     Benchmark("augment", "--out", summarise_augment),
@@ -275,6 +72,7 @@ BENCHMARKS = [
     Benchmark("step_overhead", "--output", summarise_step_overhead),
     Benchmark("forward_overhead", None, summarise_forward_overhead),
     Benchmark("small_map_conv", "--output", summarise_small_map_conv),
+    Benchmark("vit_attention", "--output", summarise_vit_attention),
 ]
 EXTRAS = [
     Benchmark("data_pipeline", "--out", summarise_data_pipeline),
