@@ -188,34 +188,36 @@ def summarise_quality(data: dict[str, Any]) -> list[Headline]:
     ]
 
 
-def summarise_small_map_conv(data: dict[str, Any]) -> list[Headline]:
-    """SmallResNet fwd+bwd throughput with the dense 2x2 path over ``nn.Conv2d``'s."""
+def _speedups(bench: str, rows: list[dict[str, Any]], what: str, least: float) -> list[Headline]:
+    """One headline per row: ``what`` formatted with the row, its ``speedup`` against ``least``."""
     return [
         Headline(
-            "small_map_conv",
-            f"SmallResNet {r['net']}: SmallMapConv2d / nn.Conv2d, views/s "
-            f"({r['dense_views_per_s']:.0f} vs {r['conv2d_views_per_s']:.0f})",
+            bench,
+            what.format(**r),
             f"{r['speedup']:.2f}x",
-            ">= 1",
-            _status(r["speedup"] >= 1.0),
+            f">= {least:g}",
+            _status(r["speedup"] >= least),
         )
-        for r in data["small_resnet"]
+        for r in rows
     ]
+
+
+def summarise_small_map_conv(data: dict[str, Any]) -> list[Headline]:
+    """SmallResNet fwd+bwd throughput with the dense 2x2 path over ``nn.Conv2d``'s."""
+    what = (
+        "SmallResNet {net}: SmallMapConv2d / nn.Conv2d, views/s "
+        "({dense_views_per_s:.0f} vs {conv2d_views_per_s:.0f})"
+    )
+    return _speedups("small_map_conv", data["small_resnet"], what, 1.0)
 
 
 def summarise_vit_attention(data: dict[str, Any]) -> list[Headline]:
     """CPU ViT fwd+bwd with timm's explicit attention (``attention="auto"`` on CPUs) over fused."""
-    return [
-        Headline(
-            "vit_attention",
-            f"{r['net']} {r['input']}: explicit / fused attention, images/s "
-            f"({r['math_images_per_s']:.0f} vs {r['fused_images_per_s']:.0f})",
-            f"{r['speedup']:.2f}x",
-            ">= 0.95",
-            _status(r["speedup"] >= 0.95),
-        )
-        for r in data["rows"]
-    ]
+    what = (
+        "{net} {input}: explicit / fused attention, images/s "
+        "({math_images_per_s:.0f} vs {fused_images_per_s:.0f})"
+    )
+    return _speedups("vit_attention", data["rows"], what, 0.95)
 
 
 def summarise_data_pipeline(data: dict[str, Any]) -> list[Headline]:
