@@ -262,7 +262,7 @@ def test_markdown_gives_each_rows_commit_and_the_goals():
     assert "| dino | 86.00 | 89.00 | - | - | - | - | `abcdef0` 2026-12-01 11:00 |" in page
     assert "| vicreg | 87.00 | 90.00 | - | - | - | 10 (1.00) | `7f00225` 2026-11-24 10:15 |" in page
     assert "| dino | kNN-20 and linear > raw pixels | +1.00 / +5.00 pts | met |" in page
-    assert "| mae | a row of issue #17/#18 | not measured yet | not measured |" in page
+    assert "| mae (vit_pico) | a row of issue #17/#18 | not measured yet | not measured |" in page
     assert "10 min per trained row" in page and "--set trainer.precision=bf16-mixed" in page
 
 
