@@ -120,9 +120,11 @@ class iBOTPatchLoss(CenteredDistillation):
         for s, t, m in zip(students, teachers, masks, strict=True):
             # Only the masked tokens enter the loss (the others have weight 0): the softmaxes
             # over out_dim run on those rows alone, most of the loss's cost on the full grid.
-            sample = m.nonzero()[:, 0]
-            q = F.softmax((t.detach()[m].to(dtype) - center.view(1, -1)) / temp, dim=-1)
-            ce = -(q * F.log_softmax(s[m].to(dtype) / self.student_temp, dim=-1)).sum(-1)
+            sample, token = m.nonzero(as_tuple=True)  # one nonzero for both gathers
+            t_masked = t.detach()[sample, token].to(dtype)
+            s_masked = s[sample, token].to(dtype)
+            q = F.softmax((t_masked - center.view(1, -1)) / temp, dim=-1)
+            ce = -(q * F.log_softmax(s_masked / self.student_temp, dim=-1)).sum(-1)
             count = m.sum(-1).to(dtype).clamp(min=1.0)
             term = ce.new_zeros(n).index_add(0, sample, ce / count[sample])
             per_sample = term if per_sample is None else per_sample + term
