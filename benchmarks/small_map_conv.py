@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _interleaved import best_seconds, fwd_bwd_step
 
 from ssl_core.backbone import SmallMapConv2d, SmallResNet
 
@@ -30,27 +29,6 @@ BATCH = 512
 # (C_in, map side, C_out, stride): the 3x3 convolutions of SmallResNet's last two stages at 28 px
 CONV_SHAPES = [(256, 2, 256, 1), (512, 2, 512, 1), (128, 4, 256, 2), (128, 4, 128, 1)]
 NETS = {"default (32-64-128-256)": (32, 64, 128, 256), "wide (32-64-128-512)": (32, 64, 128, 512)}
-
-
-def _seconds(step: Callable[[], None], reps: int) -> float:
-    """Mean wall time of ``reps`` calls of ``step``."""
-    start = time.perf_counter()
-    for _ in range(reps):
-        step()
-    return (time.perf_counter() - start) / reps
-
-
-def _step(
-    module: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype = torch.bfloat16
-) -> Callable[[], None]:
-    """Forward (bf16 autocast unless ``dtype`` is float32) and backward of ``module`` on ``x``."""
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            out = module(x)
-        out.float().square().mean().backward()
-
-    return step
 
 
 def _set_dense(module: torch.nn.Module, on: bool) -> None:
@@ -71,14 +49,8 @@ def bench_convs(rounds: int, reps: int, batch: int) -> list[dict]:
                 err = (conv(x) - F.conv2d(x, conv.weight, None, stride, 1)).abs().max().item()
             plain = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
             plain.weight = conv.weight
-            steps = {"conv2d": _step(plain, x, dtype), "dense": _step(conv, x, dtype)}
-            for step in steps.values():
-                step()  # warm-up
-            times: dict[str, list[float]] = {name: [] for name in steps}
-            for _ in range(rounds):
-                for name, step in steps.items():
-                    times[name].append(_seconds(step, reps))
-            best = {k: min(v) for k, v in times.items()}
+            steps = {"conv2d": fwd_bwd_step(plain, x, dtype), "dense": fwd_bwd_step(conv, x, dtype)}
+            best = best_seconds(steps, rounds, reps)
             rows.append(
                 {
                     "shape": f"{c_in}->{c_out}, {side}x{side}, stride {stride}",
@@ -98,16 +70,9 @@ def bench_nets(rounds: int, reps: int, batch: int) -> list[dict]:
     for name, widths in NETS.items():
         torch.manual_seed(0)
         net = SmallResNet(in_channels=1, widths=widths).to(memory_format=torch.channels_last)
-        step = _step(net, x)
-        for mode in ("off", "on"):  # warm-up
-            _set_dense(net, mode == "on")
-            step()
-        times: dict[str, list[float]] = {"off": [], "on": []}
-        for _ in range(rounds):
-            for mode in times:
-                _set_dense(net, mode == "on")
-                times[mode].append(_seconds(step, reps))
-        best = {k: min(v) for k, v in times.items()}
+        step = fwd_bwd_step(net, x)
+        modes = {"off": lambda n=net: _set_dense(n, False), "on": lambda n=net: _set_dense(n, True)}
+        best = best_seconds({"off": step, "on": step}, rounds, reps, before=modes)
         rows.append(
             {
                 "net": name,

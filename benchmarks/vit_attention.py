@@ -16,25 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
+from _interleaved import best_seconds, fwd_bwd_step
 
 from ssl_core.backbone import from_timm
 
 RESULTS = Path(__file__).parent / "results" / "vit_attention.json"
 NETS = {"vit_pico": {"depth": 4, "embed_dim": 96, "num_heads": 3}, "vit_tiny": {}}
 INPUTS = {"28 px, batch 256": (256, 28), "12 px local crops, batch 768": (768, 12)}
-
-
-def _step_seconds(net: torch.nn.Module, x: torch.Tensor, reps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(reps):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = net(x)
-        out.float().square().mean().backward()
-    return (time.perf_counter() - start) / reps
 
 
 def bench(rounds: int, reps: int, scale: int) -> list[dict[str, object]]:
@@ -57,13 +48,8 @@ def bench(rounds: int, reps: int, scale: int) -> list[dict[str, object]]:
             x = torch.randn(batch, 1, side, side)
             with torch.no_grad():
                 diff = (nets["fused"](x) - nets["math"](x)).abs().max().item()
-            times: dict[str, list[float]] = {k: [] for k in nets}
-            for net in nets.values():  # warm-up
-                _step_seconds(net, x, 1)
-            for _ in range(rounds):
-                for kernel, net in nets.items():
-                    times[kernel].append(_step_seconds(net, x, reps))
-            best = {k: min(v) for k, v in times.items()}
+            steps = {kernel: fwd_bwd_step(net, x) for kernel, net in nets.items()}
+            best = best_seconds(steps, rounds, reps)
             rows.append(
                 {
                     "net": name,
