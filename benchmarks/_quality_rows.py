@@ -74,12 +74,17 @@ class Catalog:
         return out
 
 
+def _config_node(folder: Path, name: str, depth: int) -> dict[str, Any] | None:
+    """The YAML of ``folder/name.yaml`` (``None`` when missing), guarding against deep defaults."""
+    if depth > 8:
+        raise ValueError(f"{folder.name} config {name}: defaults nest deeper than 8 levels.")
+    path = folder / f"{name}.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else None
+
+
 def _backbone_target(folder: Path, name: str, depth: int = 0) -> str:
     """A backbone config's ``_target_``, inherited from the configs in its defaults list."""
-    if depth > 8:
-        raise ValueError(f"backbone config {name}: defaults nest deeper than 8 levels.")
-    path = folder / f"{name}.yaml"
-    node = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    node = _config_node(folder, name, depth) or {}
     target = str(node.get("_target_", ""))
     for entry in node.get("defaults", []):
         if not target and isinstance(entry, str) and entry != "_self_":
@@ -89,12 +94,9 @@ def _backbone_target(folder: Path, name: str, depth: int = 0) -> str:
 
 def _own_backbone(folder: Path, name: str, depth: int = 0) -> str | None:
     """The backbone a method config selects in its defaults list (followed through parents)."""
-    if depth > 8:
-        raise ValueError(f"method config {name}: defaults nest deeper than 8 levels.")
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
+    node = _config_node(folder, name, depth)
+    if node is None:
         return None
-    node = yaml.safe_load(path.read_text()) or {}
     found = None
     for entry in node.get("defaults", []):
         if isinstance(entry, str) and entry != "_self_":
