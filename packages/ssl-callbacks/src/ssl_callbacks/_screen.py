@@ -96,10 +96,10 @@ def screened_topk(
     q_low = q.to(torch.bfloat16)
     rough = _bf16_mm(q_low, screen.rows).topk(kk, dim=1)
     cand = rough.indices
-    if q.device.type == "cpu":
-        exact = torch.bmm(rows[cand], q.unsqueeze(2)).squeeze(2)  # [c, kk] float32
-    else:  # elementwise products and a float32 sum: no TF32 path
-        exact = (rows[cand] * q.unsqueeze(1)).sum(2)
+    # index_select then a float32 product-sum: on CPU 3x faster than advanced indexing and bmm
+    # (benchmarks/knn.py), and on CUDA it avoids the TF32 path a batched matmul could take.
+    picked = rows.index_select(0, cand.reshape(-1)).view(*cand.shape, dim)
+    exact = (picked * q.unsqueeze(1)).sum(2)  # [c, kk] float32
     s, pos = exact.topk(k, dim=1)
     ids = cand.gather(1, pos)
     q_res, q_norm_low = (b.double() * INFLATE for b in residual_and_norm(q, q_low))
