@@ -239,6 +239,32 @@ def mismatches(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -
     return out
 
 
+def attach_references(
+    rows: Sequence[dict[str, Any]], reference: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """``rows`` with the same-named trained rows of ``reference`` (a results file of older code
+    measured on the same machine) kept in each row's ``reference``, for issue #15's
+    no-regression check without a change of machine in between.
+
+    Raises:
+        ValueError: A reference row has other settings (budget, overrides) than its row.
+    """
+    by_name = {r["method"]: r for r in upgrade(reference) if r.get("kind") == "method"}
+    out = []
+    for row in rows:
+        ref = by_name.get(row["method"]) if row.get("kind") == "method" else None
+        if ref is not None:
+            diff = [k for k in ("budget_minutes", "overrides") if ref.get(k) != row.get(k)]
+            if diff:
+                raise ValueError(
+                    f"reference row {row['method']!r} differs in {', '.join(diff)}; measure the "
+                    "old code with the same --minutes and --set as the table's row."
+                )
+            row = {**row, "reference": {k: ref.get(k) for k in (*PREVIOUS_KEYS, "steps")}}
+        out.append(row)
+    return out
+
+
 def merge(
     existing: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], default_backbone: str
 ) -> list[dict[str, Any]]:

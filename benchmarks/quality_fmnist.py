@@ -54,6 +54,7 @@ from _quality_report import markdown
 from _quality_rows import (
     Catalog,
     Selector,
+    attach_references,
     baseline_name,
     merge,
     mismatches,
@@ -264,6 +265,15 @@ def parse_args(catalog: Catalog) -> argparse.Namespace:
     parser.add_argument("--mixed", action="store_true", help="merge rows of other settings")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md only")
     parser.add_argument(
+        "--same-machine-reference",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="results of older code measured on this machine: the no-regression goal of each "
+        "same-named row compares with it instead of the row's previous figures",
+    )
+    parser.add_argument(
         "--backbone",
         default="small_resnet_wide_2x2",
         choices=sorted(catalog.backbones),
@@ -315,6 +325,8 @@ def main() -> None:
         meta = run_meta(args, old.get("meta", {}), time.perf_counter() - start)
     else:
         rows, meta = merge(existing, [], args.backbone), dict(old.get("meta", {}))
+    for path in args.same_machine_reference:
+        rows = attach_references(rows, json.loads(path.read_text()))
     for stale in ("budget_minutes", "overrides"):  # per row now
         meta.pop(stale, None)
     page = markdown(rows, meta)

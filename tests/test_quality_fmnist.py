@@ -312,3 +312,32 @@ def test_a_row_measured_again_keeps_its_previous_figures_for_the_regression_goal
     worse = rows_mod.merge(old, [_new("vicreg", DEFAULT, False, 0.864, 0.91)], DEFAULT)
     got = {(g.row, g.goal): (g.value, g.ok) for g in report.goals(worse, DEFAULT)}
     assert got[("vicreg", goal)] == ("-0.60 / +1.00 pts", False)
+
+
+def test_a_same_machine_reference_replaces_the_previous_figures_in_the_regression_goal():
+    old = rows_mod.upgrade(_old_file())
+    settings = {"budget_minutes": 10.0, "overrides": ["trainer.precision=bf16-mixed"]}
+    new = {**_new("vicreg", DEFAULT, False, 0.860, 0.89), **settings}
+    merged = rows_mod.merge(old, [new], DEFAULT)  # previous: 0.87 / 0.90, on another machine
+    reference = _old_file()
+    reference["meta"]["date"] = "2026-12-01 09:00"
+    reference["rows"][2] = {"method": "vicreg", "knn20": 0.862, "linear": 0.888, "steps": 6}
+    del reference["rows"][3]  # supervised was not re-measured
+    rows = rows_mod.attach_references(merged, reference)
+    vicreg = next(r for r in rows if r["method"] == "vicreg")
+    assert vicreg["reference"] == {"knn20": 0.862, "linear": 0.888, "commit": "7f00225",
+                                   "date": "2026-12-01 09:00", "steps": 6}  # fmt: skip
+    assert "reference" not in next(r for r in rows if r["method"] == "supervised")
+    got = {(g.row, g.goal): (g.value, g.ok) for g in report.goals(rows, DEFAULT)}
+    same = "kNN-20 and linear within 0.5 pts of `7f00225` on the same machine or better"
+    assert got[("vicreg", same)] == ("-0.20 / +0.20 pts", True)
+    assert not any("within 0.5" in goal and "same machine" not in goal for _, goal in got)
+    # without the reference the same row fails against its previous, cross-machine figures
+    got = {(g.row, g.goal): g.ok for g in report.goals(merged, DEFAULT)}
+    assert got[("vicreg", "kNN-20 and linear within 0.5 pts of `7f00225` or better")] is False
+    # a re-measured row drops the reference: it belonged to the figures it was measured beside
+    again = rows_mod.merge(rows, [{**new, "commit": "1234567"}], DEFAULT)
+    assert "reference" not in next(r for r in again if r["method"] == "vicreg")
+    reference["meta"]["overrides"] = []
+    with pytest.raises(ValueError, match="differs in overrides"):
+        rows_mod.attach_references(merged, reference)
