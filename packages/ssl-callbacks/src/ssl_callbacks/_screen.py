@@ -97,7 +97,7 @@ def screened_topk(
     rough = _bf16_mm(q_low, screen.rows).topk(kk, dim=1)
     cand = rough.indices
     # index_select then a float32 product-sum: on CPU 3x faster than advanced indexing and bmm
-    # (benchmarks/knn.py), and on CUDA it avoids the TF32 path a batched matmul could take.
+    # (docs/callbacks.md), and on CUDA it avoids the TF32 path a batched matmul could take.
     picked = rows.index_select(0, cand.reshape(-1)).view(*cand.shape, dim)
     exact = (picked * q.unsqueeze(1)).sum(2)  # [c, kk] float32
     s, pos = exact.topk(k, dim=1)
