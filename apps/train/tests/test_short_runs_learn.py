@@ -5,7 +5,7 @@ initialisation (``ssl-eval`` on 4000 train / 1000 test images).
 The backbones are shrunk so that a run of a few hundred steps shows a clear gain: a small ResNet
 of widths 8-16 (16 features, so a random initialisation keeps little of the image) or 16-32 for
 DINO, whose head needs a wider input, and a 2-block, 64-wide ViT. The joint-embedding methods are
-scored with kNN-20, the masked ones with the linear probe (their features need a probe: MAE's
+scored with kNN-20 and MAE with the linear probe (its features need a probe: its
 kNN-20 trails its linear score, as in the paper). Measured gains: docs/methods/index.md.
 """
 
