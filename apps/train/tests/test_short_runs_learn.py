@@ -20,7 +20,12 @@ import pytest
 from ssl_train import compose, run
 from ssl_train.evaluation import evaluate
 
-SMALL_RESNET = ["backbone=small_resnet", "backbone.widths=[8,16]", "data.train.batch_size=64"]
+
+def small_resnet(widths: str) -> list[str]:
+    return ["backbone=small_resnet", f"backbone.widths=[{widths}]", "data.train.batch_size=64"]
+
+
+SMALL_RESNET = small_resnet("8,16")
 SMALL_VIT = [
     "+backbone.depth=2",
     "+backbone.embed_dim=64",
@@ -56,11 +61,7 @@ CASES = {
         200,
         [*SMALL_RESNET, "module.hparams.ema=0.9", "module.hparams.mlp_dim=256"],
     ),
-    "dino": Case(
-        200,
-        ["backbone=small_resnet", "backbone.widths=[16,32]", "data.train.batch_size=64"],
-        min_gain=0.02,
-    ),
+    "dino": Case(200, small_resnet("16,32"), min_gain=0.02),
     "mae": Case(
         300,
         [
@@ -82,8 +83,8 @@ CASES = {
 }
 
 
-def step_losses(run_dir: Path, key: str) -> list[float]:
-    with open(run_dir / "metrics.csv", newline="") as f:
+def step_losses(metrics_csv: Path, key: str) -> list[float]:
+    with open(metrics_csv, newline="") as f:
         return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
 
 
@@ -105,8 +106,9 @@ def features_score(run_dir: Path, backbone: str, metric: str) -> float:
 def test_short_run_lowers_the_loss_and_beats_random_init(method: str, tmp_path: Path) -> None:
     case = CASES[method]
     overrides = [f"method={method}", f"trainer.max_steps={case.steps}", *COMMON]
-    run(compose([*overrides, *case.overrides]), run_dir=tmp_path)
-    losses = step_losses(tmp_path, case.loss_key)
+    result = run(compose([*overrides, *case.overrides]), run_dir=tmp_path)
+    assert result is not None
+    losses = step_losses(result.paths["metrics_csv"], case.loss_key)
     assert len(losses) == case.steps
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
     assert last < first, (method, first, last)
