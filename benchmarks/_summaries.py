@@ -40,8 +40,9 @@ def summarise_augment(data: dict[str, Any]) -> list[Headline]:
     """Per image size: the default batched path's images/s over torchvision per-sample.
 
     Only rows with the most workers count (all cores busy on both sides). The default path is
-    the eager ops in the main process (what ``ssl_data.DataModule`` runs, also on a GPU); the
-    opt-in fused C kernel is shown for information.
+    what ``ssl_data.DataModule`` runs in the main process: the fused kernel compiled at install
+    time, or the eager ops where the install had none; the eager ops (what also runs on a GPU)
+    are shown for information.
     """
     out = []
     workers = max(r["workers"] for r in data["rows"])
@@ -52,18 +53,15 @@ def summarise_augment(data: dict[str, Any]) -> list[Headline]:
             if r["size"] == size and "speedup" in r and r["workers"] == workers
         ]
         for r in rows:
-            default = "eager ops" in r["method"]
-            if not default and "main" not in r["method"]:
+            if "main" not in r["method"]:
                 continue
             what = f"{size} px: {r['method']} / torchvision per-sample ({r['workers']} workers)"
-            if default:
+            value = f"{r['speedup']:.1f}x"
+            if r.get("default"):
                 ok = _status(r["speedup"] >= 10)
-                out.append(Headline("augment", what, f"{r['speedup']:.1f}x", ">= 10x", ok))
+                out.append(Headline("augment", what, value, ">= 10x", ok))
             else:
-                what += " (opt-in)"
-                out.append(
-                    Headline("augment", what, f"{r['speedup']:.1f}x", "informational", "info")
-                )
+                out.append(Headline("augment", what, value, "informational", "info"))
     return out
 
 

@@ -10,8 +10,9 @@ flip, colour jitter p=0.8, grayscale p=0.2, blur p=0.5 at 96 px, normalise):
   collate applies ``presets.simclr_views`` inside the same ``W`` workers.
 - ``ssl_data batched, main process``: the batch is augmented after loading, in the main process
   with ``torch.set_num_threads(max(W, 1))`` threads, as ``ssl_data.DataModule`` does in
-  ``on_after_batch_transfer``: the default eager ops (``eager ops`` row, what also runs on a
-  GPU) and the opt-in fused C kernel (``Compose(..., fused=True)``, ``ssl_data.augment.fused``).
+  ``on_after_batch_transfer``: the default path (the fused C kernel compiled when ssl-data was
+  installed, ``ssl_data.augment.fused``; the eager ops if the install had no compiler) and the
+  eager ops (``Compose(..., fused=False)``, what also runs on a GPU).
 - GPU rows (only when CUDA is available): batched on the GPU, and kornia's per-image-parameter
   augmentations when kornia is installed.
 
@@ -34,6 +35,7 @@ from torch.utils.data import DataLoader, get_worker_info
 
 from ssl_data import DictDataset, TensorImageDataset, collate_batch, collate_views, presets
 from ssl_data.augment import Compose, MultiViewAugment
+from ssl_data.augment.fused import prebuilt_library
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
@@ -104,17 +106,20 @@ def bench_size(size: int, n_images: int, batch: int, workers: list[int]) -> list
                 }
             )
         torch.set_num_threads(max(w, 1))
-        eager = presets.simclr_views(size, mean=MEAN, std=STD)  # the default: eager ops
-        aug = MultiViewAugment((Compose(eager.views[0].transforms, fused=True), 2))  # opt-in
-        for name, pipeline in ((", fused kernel", aug), (", eager ops", eager)):
+        default = presets.simclr_views(size, mean=MEAN, std=STD)
+        path = "installed fused kernel" if default.views[0].uses_fused_kernel else "eager ops"
+        eager = MultiViewAugment((Compose(default.views[0].transforms, fused=False), 2))
+        for name, pipeline in ((f"default: {path}", default), ("eager ops", eager)):
             ips = timed_epoch(make_loader(ds, batch, 0, collate_batch), after=pipeline)
             rows.append(
                 {
                     "size": size,
-                    "method": f"ssl_data batched, main ({max(w, 1)} threads{name})",
+                    "method": f"ssl_data batched, main ({max(w, 1)} threads, {name})",
                     "workers": w,
                     "images_per_s": ips,
                     "speedup": ips / tv_ips,
+                    "default": pipeline is default,
+                    "kernel": str(prebuilt_library()) if pipeline is default else None,
                 }
             )
         torch.set_num_threads(threads)

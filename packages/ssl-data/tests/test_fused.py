@@ -1,7 +1,11 @@
-"""The opt-in fused CPU kernel gives the eager pipeline's images from the same random stream."""
+"""The fused CPU kernel gives the eager pipeline's images from the same random stream; the
+kernels compiled at install time are the default, found and chosen by the CPU's level."""
 
+import importlib.util
+import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,8 +26,24 @@ from ssl_data.augment.fused import FusedKernelUnavailable, FusedViewPipeline
 
 needs_cc = pytest.mark.skipif(
     shutil.which(os.environ.get("CC", "cc")) is None,
-    reason="the opt-in fused kernel needs a C compiler (the default eager path does not)",
+    reason="building the fused kernel needs a C compiler (the eager path does not)",
 )
+INSTALLED = fused_module._PREBUILT_MANIFEST
+needs_installed = pytest.mark.skipif(
+    fused_module.prebuilt_library() is None,
+    reason="ssl-data was installed without a C compiler: no fused kernel was built",
+)
+
+
+@pytest.fixture
+def no_installed_kernel(monkeypatch, tmp_path):
+    """As an install without a C compiler: no prebuilt kernel."""
+    monkeypatch.setattr(fused_module, "_PREBUILT_MANIFEST", tmp_path / "absent.json")
+    fused_module.prebuilt_kernel.cache_clear()
+    fused_module.load_kernel.cache_clear()
+    yield
+    fused_module.prebuilt_kernel.cache_clear()
+    fused_module.load_kernel.cache_clear()
 
 
 def images(n: int, c: int, h: int, w: int | None = None, seed: int = 0) -> torch.Tensor:
@@ -99,11 +119,10 @@ def test_fused_result_does_not_depend_on_thread_count():
 @needs_cc
 def test_preset_pipelines_opted_into_the_fused_kernel_give_the_same_images():
     x = {"image": images(16, 3, 32), "label": torch.arange(16)}
-    eager_views = presets.simclr_views(32, mean=(0.5,) * 3, std=(0.2,) * 3, seed=5)
-    pipe = eager_views.views[0]
-    assert not pipe.fused  # the default path needs no compiler
+    eager_views = presets.simclr_views(32, mean=(0.5,) * 3, std=(0.2,) * 3, seed=5, fused=False)
+    assert not eager_views.views[0].uses_fused_kernel
     fused_views = presets.simclr_views(32, mean=(0.5,) * 3, std=(0.2,) * 3, seed=5, fused=True)
-    assert fused_views.views[0].fused
+    assert fused_views.views[0].uses_fused_kernel
     a, b = fused_views(x), eager_views(x)
     assert torch.equal(a["sample_idx"], b["sample_idx"]) and torch.equal(a["label"], b["label"])
     assert (a["image"] - b["image"]).abs().max() < 1e-4
@@ -122,7 +141,7 @@ def test_chains_the_kernel_does_not_implement_run_eagerly_or_raise_when_required
 
 
 def test_without_a_compiler_the_default_runs_with_no_warning_and_opt_in_raises(
-    monkeypatch, tmp_path
+    monkeypatch, tmp_path, no_installed_kernel
 ):
     import warnings
 
@@ -135,8 +154,10 @@ def test_without_a_compiler_the_default_runs_with_no_warning_and_opt_in_raises(
         x = {"image": images(8, 3, 16)}
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            out = presets.simclr_views(12, mean=(0.5,) * 3, std=(0.2,) * 3)(x)["image"]
+            views = presets.simclr_views(12, mean=(0.5,) * 3, std=(0.2,) * 3)
+            out = views(x)["image"]
         assert out.shape == (16, 3, 12, 12)
+        assert not views.views[0].uses_fused_kernel  # nothing installed, nothing compiled
         with pytest.raises(FusedKernelUnavailable):
             Compose(chain(12, 3), fused=True)  # built (and failing) when the pipeline is built
     finally:
@@ -144,7 +165,7 @@ def test_without_a_compiler_the_default_runs_with_no_warning_and_opt_in_raises(
 
 
 @needs_cc
-def test_kernel_is_compiled_into_the_cache_dir_once(monkeypatch, tmp_path):
+def test_kernel_is_compiled_into_the_cache_dir_once(monkeypatch, tmp_path, no_installed_kernel):
     monkeypatch.setenv("SSL_DATA_CACHE_DIR", str(tmp_path))
     fused_module.load_kernel.cache_clear()
     try:
@@ -181,3 +202,98 @@ def test_blur_kernel_too_large_is_a_clear_error_in_the_fused_path():
 def test_empty_batch():
     out = Compose(chain(8, 3), fused=True)({"image": images(0, 3, 10)})["image"]
     assert out.shape == (0, 3, 8, 8)
+
+
+def load_build_hook():
+    path = Path(__file__).parents[1] / "hatch_build.py"
+    spec = importlib.util.spec_from_file_location("ssl_data_hatch_build", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_installed
+def test_the_default_runs_the_installed_kernel_and_false_the_eager_ops():
+    ops = chain(16, 3)
+    assert Compose(ops).uses_fused_kernel
+    assert Compose(ops)._kernel is fused_module.prebuilt_kernel()  # nothing compiled now
+    assert not Compose(ops, fused=False).uses_fused_kernel
+    assert presets.byol_views(16, mean=(0.5,) * 3, std=(0.2,) * 3).views[1].uses_fused_kernel
+
+
+@needs_installed
+def test_every_installed_variant_the_cpu_runs_equals_the_eager_ops():
+    manifest = json.loads(INSTALLED.read_text())
+    levels = fused_module._LEVELS
+    capability = torch.backends.cpu.get_cpu_capability()
+    runnable = levels[levels.index(capability) :] if capability in levels else levels[-1:]
+    assert set(runnable) & set(manifest["variants"])
+    x = images(12, 3, 40)
+    for level in runnable:
+        kernel = fused_module._bind(INSTALLED.parent / manifest["variants"][level])
+        pipeline = FusedViewPipeline(chain(24, 3))
+        fused = pipeline(x, torch.Generator().manual_seed(4), kernel)
+        eager = Compose(chain(24, 3), fused=False)({"image": x}, torch.Generator().manual_seed(4))
+        assert (fused - eager["image"]).abs().max() < 1e-4, level
+
+
+def fake_install(directory: Path, source_sha: str, variants: dict[str, str]) -> Path:
+    for name in variants.values():
+        (directory / name).write_bytes(b"")
+    manifest = {"source_sha256": source_sha, "machine": fused_module.platform.machine()}
+    (directory / "m.json").write_text(json.dumps({**manifest, "variants": variants}))
+    return directory / "m.json"
+
+
+def test_the_best_installed_level_the_cpu_runs_is_chosen(monkeypatch, tmp_path):
+    import hashlib
+
+    sha = hashlib.sha256(fused_module._SOURCE.read_bytes()).hexdigest()
+    variants = {"AVX512": "a512.so", "AVX2": "a2.so", "DEFAULT": "d.so"}
+    monkeypatch.setattr(fused_module, "_PREBUILT_MANIFEST", fake_install(tmp_path, sha, variants))
+    for capability, chosen in [("AVX512", "a512.so"), ("AVX2", "a2.so"), ("DEFAULT", "d.so")]:
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert fused_module.prebuilt_library() == tmp_path / chosen
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "SVE256")
+    assert fused_module.prebuilt_library() == tmp_path / "d.so"  # unknown level: the baseline
+    (tmp_path / "d.so").unlink()
+    assert fused_module.prebuilt_library() is None
+
+
+def test_a_kernel_installed_from_an_older_source_is_not_used(monkeypatch, tmp_path):
+    manifest = fake_install(tmp_path, "0" * 64, {"DEFAULT": "d.so"})
+    monkeypatch.setattr(fused_module, "_PREBUILT_MANIFEST", manifest)
+    assert fused_module.prebuilt_library() is None
+
+
+@needs_cc
+def test_the_build_hook_compiles_every_level_and_records_the_source(tmp_path):
+    hook = load_build_hook()
+    shutil.copy(fused_module._SOURCE, tmp_path / hook.SOURCE)
+    manifest = hook.build_kernels(tmp_path, shutil.which(os.environ.get("CC", "cc")))
+    assert json.loads((tmp_path / hook.MANIFEST).read_text()) == manifest
+    assert (
+        manifest["source_sha256"]
+        == fused_module.hashlib.sha256(fused_module._SOURCE.read_bytes()).hexdigest()
+    )
+    assert set(manifest["variants"]) == set(hook.variants())
+    for name in manifest["variants"].values():
+        assert (tmp_path / name).stat().st_size > 0
+    # the baseline level runs on any CPU of the architecture: it is loadable and correct here
+    kernel = fused_module._bind(tmp_path / manifest["variants"]["DEFAULT"])
+    x = images(6, 3, 20)
+    fused = FusedViewPipeline(chain(12, 3))(x, torch.Generator().manual_seed(2), kernel)
+    eager = Compose(chain(12, 3), fused=False)({"image": x}, torch.Generator().manual_seed(2))
+    assert (fused - eager["image"]).abs().max() < 1e-4
+
+
+@needs_installed
+def test_editing_the_transform_list_chooses_the_path_again():
+    pipe = Compose(chain(12, 3))
+    assert pipe.uses_fused_kernel
+    pipe.transforms.append(HorizontalFlip())  # a chain the kernel does not implement
+    assert not pipe.uses_fused_kernel
+    x = images(4, 3, 16)
+    out = pipe({"image": x}, torch.Generator().manual_seed(0))["image"]
+    eager = Compose(pipe.transforms, fused=False)({"image": x}, torch.Generator().manual_seed(0))
+    assert torch.equal(out, eager["image"])

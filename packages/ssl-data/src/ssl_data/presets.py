@@ -73,7 +73,7 @@ def simclr_pipeline(
     jitter: tuple[float, float, float, float] | None = None,
     jitter_p: float = 0.8,
     grayscale_p: float = 0.2,
-    fused: bool = False,
+    fused: bool | None = None,
 ) -> Compose:
     """One view's batched pipeline (crop+flip, jitter, grayscale, blur, solarize, normalize).
 
@@ -88,8 +88,9 @@ def simclr_pipeline(
         jitter: Explicit ``(brightness, contrast, saturation, hue)``; overrides ``strength``.
         jitter_p: Probability of colour jitter.
         grayscale_p: Probability of grayscale.
-        fused: Run CPU batches in the opt-in fused C kernel (built now; see
-            :class:`~ssl_data.augment.Compose`).
+        fused: ``None``: CPU batches in the installed fused C kernel when there is one;
+            ``False``: the eager ops; ``True``: the fused kernel, compiled now if the install
+            has none (see :class:`~ssl_data.augment.Compose`).
 
     Returns:
         A :class:`~ssl_data.augment.Compose`.
@@ -121,13 +122,13 @@ def simclr_views(
     scale: tuple[float, float] = (0.08, 1.0),
     blur: bool | None = None,
     seed: int = 0,
-    fused: bool = False,
+    fused: bool | None = None,
 ) -> MultiViewAugment:
     """SimCLR (Chen et al., 2020): ``n_views`` views of the same recipe.
 
     Random resized crop (``scale``), flip, colour jitter ``(0.8s, 0.8s, 0.8s, 0.2s)`` with p=0.8,
     grayscale p=0.2, and for images above 64 px Gaussian blur p=0.5 (``blur`` overrides).
-    ``fused=True`` opts into the fused CPU kernel for in-memory batches on a CPU.
+    ``fused``: the fused CPU kernel, as :func:`simclr_pipeline` says.
 
     Example:
         >>> aug = simclr_views(32, mean=(0.5,), std=(0.5,))
@@ -148,14 +149,14 @@ def byol_views(
     scale: tuple[float, float] = (0.08, 1.0),
     blur: bool | None = None,
     seed: int = 0,
-    fused: bool = False,
+    fused: bool | None = None,
 ) -> MultiViewAugment:
     """BYOL (Grill et al., 2020): two asymmetric views.
 
     Both: crop (``scale``), flip, colour jitter ``(0.4, 0.4, 0.2, 0.1)`` p=0.8, grayscale p=0.2.
     View 0: blur p=1.0, solarize p=0; view 1: blur p=0.1, solarize p=0.2. Blur only above 64 px
-    unless ``blur`` says otherwise (solo-learn's small-image recipe). ``fused=True``: see
-    :func:`simclr_views`.
+    unless ``blur`` says otherwise (solo-learn's small-image recipe). ``fused``: see
+    :func:`simclr_pipeline`.
     """
     image_size = _check_size(image_size)
     use_blur = _blur_default(image_size, blur)
@@ -182,7 +183,7 @@ def vicreg_views(
     scale: tuple[float, float] = (0.08, 1.0),
     blur: bool | None = None,
     seed: int = 0,
-    fused: bool = False,
+    fused: bool | None = None,
 ) -> MultiViewAugment:
     """VICReg (Bardes et al., 2022): the BYOL recipe (the paper uses BYOL's augmentations)."""
     return byol_views(image_size, mean, std, scale=scale, blur=blur, seed=seed, fused=fused)

@@ -94,19 +94,21 @@ class Compose:
 
     Runs of consecutive :class:`BatchTransform` ops share one float32 copy of the image.
 
-    Opt-in (``fused=True``): when the transforms are ``RandomResizedCrop`` followed by any of
+    The fused CPU kernel: when the transforms are ``RandomResizedCrop`` followed by any of
     ``ColorJitter``, ``RandomGrayscale``, ``GaussianBlur``, ``Solarize``, ``Normalize`` in that
-    order, CPU batches run in one fused C loop per image
+    order, CPU batches can run in one fused C loop per image
     (:class:`~ssl_data.augment.fused.FusedViewPipeline`, 5-7x faster at 96 px, see
     ``docs/benchmarks.md``): the same random parameters and images as the eager ops up to float
-    rounding. The kernel is compiled with the system C compiler once, when such a ``Compose`` is
-    built (or ahead of time: ``python -m ssl_data.augment.fused``), never during training; GPU
-    batches always run the eager ops.
+    rounding. By default such chains use the kernel compiled when ssl-data was installed and the
+    eager ops when there is none; nothing is compiled at run time. GPU batches always run the
+    eager ops.
 
     Args:
         transforms: ``BatchTransform`` instances or any callables ``batch -> batch``.
-        fused: ``False`` (default): the eager batched ops, no compiler needed. ``True``: the
-            fused CPU kernel (error now if the chain or the kernel does not allow it).
+        fused: ``None`` (default): the installed fused kernel for CPU batches of a chain it
+            implements, else the eager ops. ``False``: always the eager ops. ``True``: the fused
+            kernel, compiled now with the system C compiler if the install has none (error now
+            if the chain or the compiler does not allow it).
 
     Example:
         >>> from ssl_data.augment import HorizontalFlip, Normalize
@@ -115,19 +117,39 @@ class Compose:
         -1.0
     """
 
-    def __init__(self, transforms: Sequence[Callable[..., Batch]], fused: bool = False) -> None:
+    def __init__(
+        self, transforms: Sequence[Callable[..., Batch]], fused: bool | None = None
+    ) -> None:
         for t in transforms:
             if not callable(t):
                 raise TypeError(f"Compose: {t!r} is not callable; pass transforms batch -> batch.")
         self.transforms = list(transforms)
-        self.fused = bool(fused)
+        self.fused = fused
+        self._choose_path()
+
+    def _choose_path(self) -> None:
+        """Pick the fused kernel or the eager ops for the current ``transforms``."""
         self._fused_pipeline: Any = None
         self._kernel: Any = None
-        if self.fused:
-            from ssl_data.augment.fused import FusedViewPipeline, load_kernel
+        self._chosen_for = tuple(self.transforms)
+        if self.fused is False:
+            return
+        from ssl_data.augment import fused as kernels
 
-            self._fused_pipeline = FusedViewPipeline(self.transforms)  # raises: says why
-            self._kernel = load_kernel()  # built once here, not at the first training step
+        if self.fused:
+            self._fused_pipeline = kernels.FusedViewPipeline(self.transforms)  # raises: says why
+            self._kernel = kernels.load_kernel()  # built once here, not at the first training step
+        elif kernels.FusedViewPipeline.matches(self.transforms):
+            self._kernel = kernels.prebuilt_kernel()
+            if self._kernel is not None:
+                self._fused_pipeline = kernels.FusedViewPipeline(self.transforms)
+
+    @property
+    def uses_fused_kernel(self) -> bool:
+        """Whether CPU batches run in the fused kernel (GPU batches never do)."""
+        if self._chosen_for != tuple(self.transforms):
+            self._choose_path()
+        return self._fused_pipeline is not None
 
     def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
         """Apply every transform in order.
@@ -135,6 +157,8 @@ class Compose:
         Runs of consecutive :class:`BatchTransform` ops share one float32 copy of the image that
         they transform in place; other callables receive and return the batch dict.
         """
+        if self._chosen_for != tuple(self.transforms):  # the list was edited since
+            self._choose_path()
         if self._fused_pipeline is not None and "image" in batch:  # (no image: said below)
             source = check_image_batch(batch["image"])
             if source.device.type == "cpu":
@@ -161,5 +185,5 @@ class Compose:
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(t) for t in self.transforms)
-        fused = ", fused=True" if self.fused else ""
+        fused = "" if self.fused is None else f", fused={self.fused}"
         return f"Compose([\n  {inner}\n]{fused})"

@@ -4,12 +4,15 @@ On CPU the eager batched ops are memory bound: each op reads and writes the whol
 SimCLR view at 96 px makes about 40 such passes. :class:`FusedViewPipeline` runs the standard
 view chain ``RandomResizedCrop(+flip) -> ColorJitter -> RandomGrayscale -> GaussianBlur ->
 Solarize -> Normalize`` (each after the crop optional, in this order) image by image while the
-image stays in the core's cache, in a small C kernel (``_fused.c``) compiled with the system C
-compiler and cached on disk. It is opt-in: ``Compose(..., fused=True)`` builds it when the
-pipeline is built (``python -m ssl_data.augment.fused`` builds it ahead of time); the default
-eager ops need no compiler. ``benchmarks/augment.py`` measures it against the eager
-pipeline and torchvision v2 per sample in the same run; ``torch.compile`` of the same graph
-measured slower than eager on CPU, which is why this is hand-written.
+image stays in the core's cache, in a small C kernel (``_fused.c``). The kernel is compiled when
+ssl-data is installed (``hatch_build.py``, one library per instruction-set level; the best one
+the CPU runs is loaded, see :func:`prebuilt_kernel`), so the default path compiles nothing at
+run time; CPU batches of such chains run in it by default (``Compose(..., fused=None)``) and in
+the eager ops when the install had no C compiler. ``fused=True`` requires it and, without an
+installed one, compiles it with the system C compiler once (cached on disk,
+``python -m ssl_data.augment.fused`` ahead of time). ``benchmarks/augment.py`` measures it
+against the eager pipeline and torchvision v2 per sample in the same run; ``torch.compile`` of
+the same graph measured slower than eager on CPU, which is why this is hand-written.
 
 The random parameters are drawn exactly as the eager transforms draw them (same generator
 calls in the same order) and the kernel uses the same float32 formulas, so the fused and eager
@@ -21,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -43,9 +47,19 @@ from ssl_data.augment.color import (
 )
 from ssl_data.augment.geometric import RandomResizedCrop, crop_axes
 
-__all__ = ["FusedKernelUnavailable", "FusedViewPipeline", "load_kernel"]
+__all__ = [
+    "FusedKernelUnavailable",
+    "FusedViewPipeline",
+    "load_kernel",
+    "prebuilt_kernel",
+    "prebuilt_library",
+]
 
 _SOURCE = Path(__file__).with_name("_fused.c")
+# Written by hatch_build.py next to the libraries it compiled at install time.
+_PREBUILT_MANIFEST = Path(__file__).with_name("_fused_prebuilt.json")
+# torch.backends.cpu.get_cpu_capability() levels the install compiles for, best first.
+_LEVELS = ("AVX512", "AVX2", "DEFAULT")
 # Below this many output values per batch one thread is faster than waking a second one
 # (measured: 256 views of 28 px, 0.48 ms on one thread vs 0.81 ms on two).
 _PARALLEL_MIN_VALUES = 1 << 20
@@ -96,18 +110,64 @@ def _compile(compiler: str, target: Path) -> None:
     raise FusedKernelUnavailable("compiling the fused kernel failed:\n" + "\n".join(errors))
 
 
+def _bind(library: Path) -> Any:
+    """Load a compiled kernel and declare its C signature."""
+    lib = ctypes.CDLL(str(library))  # CDLL calls release the GIL: threads run in parallel
+    fn = lib.ssl_fused_views
+    p, i = ctypes.c_void_p, ctypes.c_int
+    fn.argtypes = [p, p, i, i, i, i, i, i, p, p, p, p, p, p, p, p, p, i, p, p, p, i, p]
+    fn.argtypes += [ctypes.c_float, p, p, p, p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def prebuilt_library() -> Path | None:
+    """Path of the kernel compiled when ssl-data was installed, or ``None``.
+
+    Of the libraries the install built, the one for the best instruction-set level this CPU
+    runs, as ``torch.backends.cpu.get_cpu_capability()`` reports it (``ATEN_CPU_CAPABILITY``
+    lowers it). ``None`` when the install had no C compiler, or when ``_fused.c`` changed since
+    (reinstall ssl-data to rebuild).
+    """
+    try:
+        manifest = json.loads(_PREBUILT_MANIFEST.read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("source_sha256") != hashlib.sha256(_SOURCE.read_bytes()).hexdigest():
+        return None
+    if manifest.get("machine") != platform.machine():
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    start = _LEVELS.index(capability) if capability in _LEVELS else len(_LEVELS) - 1
+    for level in _LEVELS[start:]:
+        name = manifest.get("variants", {}).get(level)
+        if name and (_PREBUILT_MANIFEST.parent / name).is_file():
+            return _PREBUILT_MANIFEST.parent / name
+    return None
+
+
+@functools.cache
+def prebuilt_kernel() -> Any | None:
+    """The installed kernel (:func:`prebuilt_library`) loaded, or ``None``; never compiles."""
+    library = prebuilt_library()
+    return None if library is None else _bind(library)
+
+
 @functools.cache
 def load_kernel() -> Any:
-    """Build (once per machine, cached on disk) and load the fused kernel.
+    """The installed kernel (:func:`prebuilt_kernel`), else one built now and cached on disk.
 
     The compiler is ``$CC`` or ``cc``; the shared library is cached under
     ``$SSL_DATA_CACHE_DIR`` (default ``~/.cache/ssl_data/kernels``), keyed by the source, the
     compiler and the CPU. The loaded library is cached for the process (read-only code).
 
     Raises:
-        FusedKernelUnavailable: No C compiler or the compilation failed; the message says how
-            to fix it or how to use the eager pipeline instead.
+        FusedKernelUnavailable: No installed kernel, no C compiler or the compilation failed;
+            the message says how to fix it or how to use the eager pipeline instead.
     """
+    installed = prebuilt_kernel()
+    if installed is not None:
+        return installed
     compiler = os.environ.get("CC", "cc")
     path = shutil.which(compiler)
     if path is None:
@@ -122,13 +182,7 @@ def load_kernel() -> Any:
     target = _cache_dir() / f"ssl_data_fused_{key}.so"
     if not target.is_file():
         _compile(path, target)
-    lib = ctypes.CDLL(str(target))  # CDLL calls release the GIL: threads run in parallel
-    fn = lib.ssl_fused_views
-    p, i = ctypes.c_void_p, ctypes.c_int
-    fn.argtypes = [p, p, i, i, i, i, i, i, p, p, p, p, p, p, p, p, p, i, p, p, p, i, p]
-    fn.argtypes += [ctypes.c_float, p, p, p, p]
-    fn.restype = ctypes.c_int
-    return fn
+    return _bind(target)
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -298,4 +352,9 @@ class FusedViewPipeline:
 
 
 if __name__ == "__main__":
-    print(f"ssl_data fused kernel: {load_kernel()._name}")  # build it once, ahead of training
+    installed = prebuilt_library()
+    if installed is not None:
+        print(f"ssl_data fused kernel, installed: {installed}")
+    else:  # build it once, ahead of training
+        load_kernel()
+        print(f"ssl_data fused kernel built for this machine under {_cache_dir()}")
