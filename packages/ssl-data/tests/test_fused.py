@@ -297,3 +297,17 @@ def test_editing_the_transform_list_chooses_the_path_again():
     out = pipe({"image": x}, torch.Generator().manual_seed(0))["image"]
     eager = Compose(pipe.transforms, fused=False)({"image": x}, torch.Generator().manual_seed(0))
     assert torch.equal(out, eager["image"])
+
+
+@needs_installed
+def test_a_pipeline_on_the_installed_kernel_pickles_and_copies():
+    import copy
+    import pickle
+
+    views = presets.simclr_views(16, mean=(0.5,) * 3, std=(0.2,) * 3, seed=1)
+    assert views.views[0].uses_fused_kernel
+    x = {"image": images(4, 3, 20)}
+    for clone in (pickle.loads(pickle.dumps(views)), copy.deepcopy(views)):
+        assert clone.views[0].uses_fused_kernel  # chosen again after loading
+        assert torch.equal(clone(x)["image"], views(x)["image"])  # same seed, same images
+        views = presets.simclr_views(16, mean=(0.5,) * 3, std=(0.2,) * 3, seed=1)

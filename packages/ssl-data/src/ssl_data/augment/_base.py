@@ -144,6 +144,12 @@ class Compose:
             if self._kernel is not None:
                 self._fused_pipeline = kernels.FusedViewPipeline(self.transforms)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a loaded library does not pickle: the path is chosen again where it is unpickled
+        state = dict(self.__dict__)
+        state.update(_fused_pipeline=None, _kernel=None, _chosen_for=None)
+        return state
+
     @property
     def uses_fused_kernel(self) -> bool:
         """Whether CPU batches run in the fused kernel (GPU batches never do)."""
