@@ -97,7 +97,7 @@ class Compose:
     The fused CPU kernel: when the transforms are ``RandomResizedCrop`` followed by any of
     ``ColorJitter``, ``RandomGrayscale``, ``GaussianBlur``, ``Solarize``, ``Normalize`` in that
     order, CPU batches can run in one fused C loop per image
-    (:class:`~ssl_data.augment.fused.FusedViewPipeline`, 5-7x faster at 96 px, see
+    (:class:`~ssl_data.augment.fused.FusedViewPipeline`, 4-7x faster at 96 px, see
     ``docs/benchmarks.md``): the same random parameters and images as the eager ops up to float
     rounding. By default such chains use the kernel compiled when ssl-data was installed and the
     eager ops when there is none; nothing is compiled at run time. GPU batches always run the

@@ -9,7 +9,9 @@
  * generator stream as the eager transforms); this file only applies them, with the same float32
  * formulas as ssl_data.augment's eager ops (tests compare both).
  *
- * Compiled on first use by ssl_data.augment.fused (cc -O3 -shared); no Python or torch headers.
+ * Compiled when ssl-data is installed (packages/ssl-data/hatch_build.py, one library per
+ * instruction-set level), or on first use by ssl_data.augment.fused with fused=True where the
+ * install had no compiler (cc -O3 -shared); no Python or torch headers.
  */
 #include <math.h>
 #include <stdint.h>
