@@ -221,20 +221,22 @@ def test_the_default_runs_the_installed_kernel_and_false_the_eager_ops():
     assert presets.byol_views(16, mean=(0.5,) * 3, std=(0.2,) * 3).views[1].uses_fused_kernel
 
 
+def kernel_error(library: Path, x: torch.Tensor, size: int, seed: int) -> float:
+    """Largest difference between ``library``'s images and the eager ops' for one seed."""
+    kernel = fused_module._bind(library)
+    fused = FusedViewPipeline(chain(size, 3))(x, torch.Generator().manual_seed(seed), kernel)
+    eager = Compose(chain(size, 3), fused=False)({"image": x}, torch.Generator().manual_seed(seed))
+    return (fused - eager["image"]).abs().max().item()
+
+
 @needs_installed
 def test_every_installed_variant_the_cpu_runs_equals_the_eager_ops():
     manifest = json.loads(INSTALLED.read_text())
-    levels = fused_module._LEVELS
-    capability = torch.backends.cpu.get_cpu_capability()
-    runnable = levels[levels.index(capability) :] if capability in levels else levels[-1:]
+    runnable = fused_module.runnable_levels()
     assert set(runnable) & set(manifest["variants"])
     x = images(12, 3, 40)
     for level in runnable:
-        kernel = fused_module._bind(INSTALLED.parent / manifest["variants"][level])
-        pipeline = FusedViewPipeline(chain(24, 3))
-        fused = pipeline(x, torch.Generator().manual_seed(4), kernel)
-        eager = Compose(chain(24, 3), fused=False)({"image": x}, torch.Generator().manual_seed(4))
-        assert (fused - eager["image"]).abs().max() < 1e-4, level
+        assert kernel_error(INSTALLED.parent / manifest["variants"][level], x, 24, 4) < 1e-4, level
 
 
 def fake_install(directory: Path, source_sha: str, variants: dict[str, str]) -> Path:
@@ -246,9 +248,7 @@ def fake_install(directory: Path, source_sha: str, variants: dict[str, str]) -> 
 
 
 def test_the_best_installed_level_the_cpu_runs_is_chosen(monkeypatch, tmp_path):
-    import hashlib
-
-    sha = hashlib.sha256(fused_module._SOURCE.read_bytes()).hexdigest()
+    sha = fused_module.source_sha256()
     variants = {"AVX512": "a512.so", "AVX2": "a2.so", "DEFAULT": "d.so"}
     monkeypatch.setattr(fused_module, "_PREBUILT_MANIFEST", fake_install(tmp_path, sha, variants))
     for capability, chosen in [("AVX512", "a512.so"), ("AVX2", "a2.so"), ("DEFAULT", "d.so")]:
@@ -272,19 +272,13 @@ def test_the_build_hook_compiles_every_level_and_records_the_source(tmp_path):
     shutil.copy(fused_module._SOURCE, tmp_path / hook.SOURCE)
     manifest = hook.build_kernels(tmp_path, shutil.which(os.environ.get("CC", "cc")))
     assert json.loads((tmp_path / hook.MANIFEST).read_text()) == manifest
-    assert (
-        manifest["source_sha256"]
-        == fused_module.hashlib.sha256(fused_module._SOURCE.read_bytes()).hexdigest()
-    )
+    assert manifest["source_sha256"] == fused_module.source_sha256()
     assert set(manifest["variants"]) == set(hook.variants())
     for name in manifest["variants"].values():
         assert (tmp_path / name).stat().st_size > 0
     # the baseline level runs on any CPU of the architecture: it is loadable and correct here
-    kernel = fused_module._bind(tmp_path / manifest["variants"]["DEFAULT"])
-    x = images(6, 3, 20)
-    fused = FusedViewPipeline(chain(12, 3))(x, torch.Generator().manual_seed(2), kernel)
-    eager = Compose(chain(12, 3), fused=False)({"image": x}, torch.Generator().manual_seed(2))
-    assert (fused - eager["image"]).abs().max() < 1e-4
+    baseline = tmp_path / manifest["variants"]["DEFAULT"]
+    assert kernel_error(baseline, images(6, 3, 20), 12, 2) < 1e-4
 
 
 @needs_installed
@@ -304,10 +298,11 @@ def test_a_pipeline_on_the_installed_kernel_pickles_and_copies():
     import copy
     import pickle
 
-    views = presets.simclr_views(16, mean=(0.5,) * 3, std=(0.2,) * 3, seed=1)
-    assert views.views[0].uses_fused_kernel
+    def fresh():
+        return presets.simclr_views(16, mean=(0.5,) * 3, std=(0.2,) * 3, seed=1)
+
+    assert fresh().views[0].uses_fused_kernel
     x = {"image": images(4, 3, 20)}
-    for clone in (pickle.loads(pickle.dumps(views)), copy.deepcopy(views)):
+    for clone in (pickle.loads(pickle.dumps(fresh())), copy.deepcopy(fresh())):
         assert clone.views[0].uses_fused_kernel  # chosen again after loading
-        assert torch.equal(clone(x)["image"], views(x)["image"])  # same seed, same images
-        views = presets.simclr_views(16, mean=(0.5,) * 3, std=(0.2,) * 3, seed=1)
+        assert torch.equal(clone(x)["image"], fresh()(x)["image"])  # same seed, same images

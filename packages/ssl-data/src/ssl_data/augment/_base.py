@@ -150,12 +150,16 @@ class Compose:
         state.update(_fused_pipeline=None, _kernel=None, _chosen_for=None)
         return state
 
+    def _current_fused_pipeline(self) -> Any:
+        """The fused pipeline for the current ``transforms`` (``None``: eager ops)."""
+        if self._chosen_for != tuple(self.transforms):  # the list was edited since
+            self._choose_path()
+        return self._fused_pipeline
+
     @property
     def uses_fused_kernel(self) -> bool:
         """Whether CPU batches run in the fused kernel (GPU batches never do)."""
-        if self._chosen_for != tuple(self.transforms):
-            self._choose_path()
-        return self._fused_pipeline is not None
+        return self._current_fused_pipeline() is not None
 
     def __call__(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
         """Apply every transform in order.
@@ -163,12 +167,11 @@ class Compose:
         Runs of consecutive :class:`BatchTransform` ops share one float32 copy of the image that
         they transform in place; other callables receive and return the batch dict.
         """
-        if self._chosen_for != tuple(self.transforms):  # the list was edited since
-            self._choose_path()
-        if self._fused_pipeline is not None and "image" in batch:  # (no image: said below)
+        fused = self._current_fused_pipeline()
+        if fused is not None and "image" in batch:  # (no image: said below)
             source = check_image_batch(batch["image"])
             if source.device.type == "cpu":
-                return {**batch, "image": self._fused_pipeline(source, generator, self._kernel)}
+                return {**batch, "image": fused(source, generator, self._kernel)}
         image: torch.Tensor | None = None  # owned float image of the current run
         for t in self.transforms:
             if isinstance(t, BatchTransform):

@@ -121,6 +121,18 @@ def _bind(library: Path) -> Any:
     return fn
 
 
+def source_sha256() -> str:
+    """SHA-256 of ``_fused.c``, as the install's manifest records it."""
+    return hashlib.sha256(_SOURCE.read_bytes()).hexdigest()
+
+
+def runnable_levels() -> tuple[str, ...]:
+    """The instruction-set levels this CPU runs, best first (an unknown one: the baseline)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    start = _LEVELS.index(capability) if capability in _LEVELS else len(_LEVELS) - 1
+    return _LEVELS[start:]
+
+
 def prebuilt_library() -> Path | None:
     """Path of the kernel compiled when ssl-data was installed, or ``None``.
 
@@ -133,13 +145,11 @@ def prebuilt_library() -> Path | None:
         manifest = json.loads(_PREBUILT_MANIFEST.read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("source_sha256") != hashlib.sha256(_SOURCE.read_bytes()).hexdigest():
+    if manifest.get("source_sha256") != source_sha256():
         return None
     if manifest.get("machine") != platform.machine():
         return None
-    capability = torch.backends.cpu.get_cpu_capability()
-    start = _LEVELS.index(capability) if capability in _LEVELS else len(_LEVELS) - 1
-    for level in _LEVELS[start:]:
+    for level in runnable_levels():
         name = manifest.get("variants", {}).get(level)
         if name and (_PREBUILT_MANIFEST.parent / name).is_file():
             return _PREBUILT_MANIFEST.parent / name
